@@ -1,0 +1,16 @@
+// Operator schemas of the compiled backends. One TORCH_LIBRARY block for the namespace; each
+// backend registers its kernels with TORCH_LIBRARY_IMPL in its own file (csrc/cpu, csrc/cuda).
+//
+// These ops write into tensors the Python layer allocated (pydense/ops/*.py), so the choice of
+// output memory format and all argument validation live in one place for every backend. The
+// public, autograd- and compiler-aware ops are defined in Python on top of them.
+#include <torch/library.h>
+
+TORCH_LIBRARY(pydense, m) {
+  // max_unpool2d: out[n, c, indices[n, c, i]] = input[n, c, i]; out must be (N, C, OH, OW).
+  m.def(
+      "_max_unpool2d_fwd(Tensor input, Tensor indices, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, bool gather, Tensor(a!) out) -> ()");
+  // grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]; grad_input has the indices' shape.
+  m.def("_max_unpool2d_bwd(Tensor grad_output, Tensor indices, Tensor(a!) grad_input) -> ()");
+}

@@ -1,0 +1,221 @@
+"""Triton kernels of max_unpool2d.
+
+Math (``torch.nn.functional.max_unpool2d``)::
+
+    out[n, c, t] = input[n, c, i]   for t = indices[n, c, i] (flat index in the OH x OW plane)
+    out[n, c, t] = 0                where no index points
+    duplicates: the later input element (row-major order of the input plane) wins
+
+    grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]
+
+Forward, kernel == stride (SegNet): ``_gather_kernel`` writes every output element exactly once:
+the owner of output (oh, ow) is input ((oh + ph) // sh, (ow + pw) // sw), and the output takes the
+owner's value if the owner's index points at it, else 0. Indices outside their own window are
+legal; the gather flags their plane, and the three scatter kernels redo the flagged planes:
+``_scatter_init_kernel`` (out := 0, winner := -1), ``_scatter_argmax_kernel`` (atomic max of the
+input position into winner[target]) and ``_scatter_write_kernel`` (write where the winner is this
+position) give the later-wins result whatever the execution order. Without the gather (kernel !=
+stride) every plane takes the scatter. Indices outside [0, OH*OW) are never used as an address.
+
+The index math mirrors ``csrc/common/max_unpool.h`` (window_owner, valid_target, in_window).
+All loads of half/bfloat16 data are moved, not computed on, so no fp32 conversion is needed.
+"""
+import triton
+import triton.language as tl
+
+BLOCK = 1024
+NUM_WARPS = 4
+MAX_SPLITS = 16
+
+# Every compile-time configuration the launchers below use: (kernel name, constexprs).
+CONFIGS = [
+    ("_gather_kernel", {"CHANNELS_LAST": False, "BLOCK": BLOCK}),
+    ("_gather_kernel", {"CHANNELS_LAST": True, "BLOCK": BLOCK}),
+    ("_scatter_init_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
+    ("_scatter_init_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
+    ("_scatter_argmax_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
+    ("_scatter_argmax_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
+    ("_scatter_write_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
+    ("_scatter_write_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
+    ("_backward_kernel", {"CHANNELS_LAST": False, "BLOCK": BLOCK}),
+    ("_backward_kernel", {"CHANNELS_LAST": True, "BLOCK": BLOCK}),
+]
+
+
+@triton.jit
+def _decompose(l, C, H, W, CHANNELS_LAST: tl.constexpr):
+    """(n, c, h, w) of linear positions ``l`` in NCHW or NHWC memory order."""
+    if CHANNELS_LAST:
+        c = l % C
+        r = l // C
+        w = r % W
+        r = r // W
+        h = r % H
+        n = r // H
+    else:
+        w = l % W
+        r = l // W
+        h = r % H
+        r = r // H
+        c = r % C
+        n = r // C
+    return n, c, h, w
+
+
+@triton.jit
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, flags_ptr,
+                   xs0, xs1, xs2, xs3, is0, is1, is2, is3, os0, os1, os2, os3,
+                   C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, total,
+                   CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr):
+    l = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = l < total
+    n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
+    ih = (oh + PH) // SH  # window_owner
+    iw = (ow + PW) // SW
+    owned = live & (ih < H) & (iw < W)
+    t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=owned, other=-1)
+    hit = owned & (t == oh * OW + ow)
+    v = tl.load(x_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3, mask=hit, other=0)
+    # in_window(t) for valid targets; invalid targets are flagged too and dropped by the scatter.
+    th = t // OW
+    tw = t - th * OW
+    h0 = ih * SH - PH
+    w0 = iw * SW - PW
+    inside = (t >= 0) & (t < OH * OW) & (th >= h0) & (th < h0 + KH) & (tw >= w0) & (tw < w0 + KW)
+    tl.store(flags_ptr + n * C + c, tl.full([BLOCK], 1, tl.int32), mask=owned & ~inside)
+    tl.store(out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3, v, mask=live)
+
+
+@triton.jit
+def _plane_extent(flags_ptr, pl, size, HAS_FLAGS: tl.constexpr):
+    """Number of elements of plane ``pl`` to visit: ``size``, or 0 for an unflagged plane."""
+    if HAS_FLAGS:
+        flag = tl.load(flags_ptr + pl)
+        size = tl.where(flag != 0, size, 0)
+    return size
+
+
+@triton.jit
+def _scatter_init_kernel(out_ptr, winner_ptr, flags_ptr, os0, os1, os2, os3, C, OH, OW,
+                         HAS_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
+    pl = tl.program_id(0).to(tl.int64)
+    n = pl // C
+    c = pl % C
+    plane = OH * OW
+    extent = _plane_extent(flags_ptr, pl, plane, HAS_FLAGS)
+    for start in range(tl.program_id(1) * BLOCK, extent, tl.num_programs(1) * BLOCK):
+        j = start + tl.arange(0, BLOCK).to(tl.int64)
+        m = j < plane
+        oh = j // OW
+        ow = j - oh * OW
+        tl.store(out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3,
+                 tl.zeros([BLOCK], out_ptr.dtype.element_ty), mask=m)
+        tl.store(winner_ptr + pl * plane + j, tl.full([BLOCK], -1, tl.int32), mask=m)
+
+
+@triton.jit
+def _scatter_argmax_kernel(idx_ptr, winner_ptr, flags_ptr, is0, is1, is2, is3, C, H, W, plane,
+                           HAS_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
+    pl = tl.program_id(0).to(tl.int64)
+    n = pl // C
+    c = pl % C
+    extent = _plane_extent(flags_ptr, pl, H * W, HAS_FLAGS)
+    for start in range(tl.program_id(1) * BLOCK, extent, tl.num_programs(1) * BLOCK):
+        i = start + tl.arange(0, BLOCK).to(tl.int64)
+        m = i < H * W
+        ih = i // W
+        iw = i - ih * W
+        t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=m, other=-1)
+        ok = m & (t >= 0) & (t < plane)
+        tl.atomic_max(winner_ptr + pl * plane + t, i.to(tl.int32), mask=ok)
+
+
+@triton.jit
+def _scatter_write_kernel(x_ptr, idx_ptr, out_ptr, winner_ptr, flags_ptr,
+                          xs0, xs1, xs2, xs3, is0, is1, is2, is3, os0, os1, os2, os3,
+                          C, H, W, OW, plane, HAS_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
+    pl = tl.program_id(0).to(tl.int64)
+    n = pl // C
+    c = pl % C
+    extent = _plane_extent(flags_ptr, pl, H * W, HAS_FLAGS)
+    for start in range(tl.program_id(1) * BLOCK, extent, tl.num_programs(1) * BLOCK):
+        i = start + tl.arange(0, BLOCK).to(tl.int64)
+        m = i < H * W
+        ih = i // W
+        iw = i - ih * W
+        t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=m, other=-1)
+        ok = m & (t >= 0) & (t < plane)
+        win = tl.load(winner_ptr + pl * plane + t, mask=ok, other=-1)
+        ok = ok & (win == i.to(tl.int32))
+        v = tl.load(x_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3, mask=ok)
+        th = t // OW
+        tw = t - th * OW
+        tl.store(out_ptr + n * os0 + c * os1 + th * os2 + tw * os3, v, mask=ok)
+
+
+@triton.jit
+def _backward_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2, is3,
+                     xs0, xs1, xs2, xs3, C, H, W, OW, plane, total,
+                     CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr):
+    l = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = l < total
+    n, c, ih, iw = _decompose(l, C, H, W, CHANNELS_LAST)
+    t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=live, other=-1)
+    ok = live & (t >= 0) & (t < plane)
+    th = t // OW
+    tw = t - th * OW
+    v = tl.load(go_ptr + n * gs0 + c * gs1 + th * gs2 + tw * gs3, mask=ok, other=0)
+    tl.store(gi_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3, v, mask=live)
+
+
+def _is_channels_last(t):
+    import torch
+
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _plane_grid(planes, elements):
+    return (planes, max(1, min(MAX_SPLITS, triton.cdiv(elements, BLOCK))))
+
+
+def forward(input, indices, out, kernel_size, stride, padding, gather):
+    """Write max_unpool2d(input, indices) into ``out`` (N, C, OH, OW); all 4-D, checked by the caller."""
+    import torch
+
+    N, C, H, W = input.shape
+    OH, OW = out.shape[2], out.shape[3]
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    if out.numel() == 0:
+        return out
+    plane = OH * OW
+    winner = torch.empty(N * C * plane, dtype=torch.int32, device=input.device)
+    flags = torch.zeros(N * C, dtype=torch.int32, device=input.device) if gather else winner
+    if gather:
+        total = out.numel()
+        _gather_kernel[(triton.cdiv(total, BLOCK),)](
+            input, indices, out, flags, *input.stride(), *indices.stride(), *out.stride(),
+            C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, total,
+            CHANNELS_LAST=_is_channels_last(out), BLOCK=BLOCK, num_warps=NUM_WARPS)
+    grid = _plane_grid(N * C, max(plane, H * W))
+    _scatter_init_kernel[grid](out, winner, flags, *out.stride(), C, OH, OW,
+                               HAS_FLAGS=gather, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    _scatter_argmax_kernel[grid](indices, winner, flags, *indices.stride(), C, H, W, plane,
+                                 HAS_FLAGS=gather, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    _scatter_write_kernel[grid](input, indices, out, winner, flags, *input.stride(),
+                                *indices.stride(), *out.stride(), C, H, W, OW, plane,
+                                HAS_FLAGS=gather, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    return out
+
+
+def backward(grad_output, indices, grad_input):
+    """Write the max_unpool2d input gradient into ``grad_input`` (the indices' shape)."""
+    N, C, H, W = indices.shape
+    OW = grad_output.shape[3]
+    total = grad_input.numel()
+    if total == 0:
+        return grad_input
+    _backward_kernel[(triton.cdiv(total, BLOCK),)](
+        grad_output, indices, grad_input, *grad_output.stride(), *indices.stride(),
+        *grad_input.stride(), C, H, W, OW, grad_output.shape[2] * OW, total,
+        CHANNELS_LAST=_is_channels_last(grad_input), BLOCK=BLOCK, num_warps=NUM_WARPS)
+    return grad_input

@@ -1,0 +1,38 @@
+"""pydense: Triton and CUDA C++ kernels for dense prediction, as torch.library ops.
+
+    >>> import torch, pydense
+    >>> x = torch.randn(2, 8, 16, 16)
+    >>> y, idx = torch.nn.functional.max_pool2d(x, 2, 2, return_indices=True)
+    >>> pydense.functional.max_unpool2d(y, idx, 2).shape
+    torch.Size([2, 8, 16, 16])
+"""
+import importlib.util
+import os
+import sys
+
+
+def _map_source_kernels():
+    """In a source checkout the Triton kernels live in the top-level ``kernels/`` folder, which
+    installs map to ``pydense.kernels`` (setup.py ``package_dir``); map it here too."""
+    if importlib.util.find_spec(__name__ + ".kernels") is not None:
+        return
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+    spec = importlib.util.spec_from_file_location(
+        __name__ + ".kernels", os.path.join(src, "__init__.py"), submodule_search_locations=[src])
+    if spec is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+_map_source_kernels()
+
+from . import _backend  # noqa: E402
+from . import ops  # noqa: E402,F401
+from . import functional, nn, reference  # noqa: E402,F401
+from ._backend import BackendUnavailableError, build_info, extension_available  # noqa: E402,F401
+
+__version__ = "0.1.0"
+__all__ = ["functional", "nn", "reference", "build_info", "extension_available",
+           "BackendUnavailableError"]

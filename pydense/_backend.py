@@ -1,0 +1,128 @@
+"""Backend discovery and selection shared by every op.
+
+Backends (keyword-only ``backend=`` on every public op):
+
+* ``"triton"`` — the Triton kernels in ``pydense.kernels``. On CUDA tensors they compile for the
+  GPU; on CPU tensors they run through the Triton interpreter, which needs ``TRITON_INTERPRET=1``
+  in the environment before ``triton`` is first imported (that is how CI runs them).
+* ``"cuda"`` — the CUDA C++ kernels of the compiled extension (``csrc/cuda``), CUDA tensors only.
+* ``"cpu"`` — the C++ CPU kernels of the compiled extension (``csrc/cpu``), CPU tensors only.
+* ``"torch"`` — the stock PyTorch operator.
+* ``"auto"`` — per device, the backend listed in ``pydense._tuned.AUTO_BACKEND``.
+"""
+import glob
+import importlib.util
+import os
+
+import torch
+
+from . import _tuned
+
+BACKENDS = ("auto", "triton", "cuda", "cpu", "torch")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here (not built, no GPU, no Triton...)."""
+
+
+def _find_and_load_extension():
+    """Load the compiled library (pydense/_C*.so); return (path, None) or (None, the reason)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    libs = sorted(glob.glob(os.path.join(here, "_C*.so")) + glob.glob(os.path.join(here, "_C*.pyd")))
+    if not libs:
+        return None, BackendUnavailableError(
+            "pydense's compiled extension is not built (no pydense/_C*.so): install with "
+            "`pip install --no-build-isolation .` (or `make build`), or use backend='triton' or 'torch'")
+    try:
+        torch.ops.load_library(libs[0])
+    except OSError as e:
+        return None, BackendUnavailableError(f"pydense's compiled extension {libs[0]} failed to load: {e}")
+    return libs[0], None
+
+
+def _find_triton():
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed"
+    return None
+
+
+# Settled once at import, so that backend selection is plain reads (and traceable by torch.compile).
+_EXTENSION_PATH, _EXTENSION_ERROR = _find_and_load_extension()
+_TRITON_ERROR = _find_triton()
+
+
+def _load_extension():
+    if _EXTENSION_ERROR is not None:
+        raise _EXTENSION_ERROR
+    return _EXTENSION_PATH
+
+
+def extension_available():
+    return _EXTENSION_ERROR is None
+
+
+def build_info():
+    """What the extension was compiled with (see setup.py), or {} without a build."""
+    try:
+        from . import _build_info
+    except ImportError:
+        return {}
+    return dict(_build_info.BUILD_INFO)
+
+
+_CUDA_KERNELS_BUILT = bool(build_info().get("cuda", False))
+
+
+def cuda_kernels_built():
+    return _CUDA_KERNELS_BUILT
+
+
+def triton_interpret():
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def require(backend, device, op):
+    """Raise BackendUnavailableError unless ``backend`` can run ``op`` on ``device``."""
+    if backend == "torch":
+        return
+    if backend == "triton":
+        if _TRITON_ERROR:
+            raise BackendUnavailableError(f"{op}: backend='triton' is unavailable: {_TRITON_ERROR}")
+        if device.type == "cpu" and not triton_interpret():
+            raise BackendUnavailableError(
+                f"{op}: backend='triton' got CPU tensors; Triton kernels run on CUDA tensors, or on "
+                "CPU tensors through the interpreter when TRITON_INTERPRET=1 is set before triton "
+                "is imported. Use backend='cpu' or 'torch' for CPU tensors.")
+        if device.type not in ("cpu", "cuda"):
+            raise BackendUnavailableError(f"{op}: backend='triton' does not support device {device}")
+        return
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise BackendUnavailableError(
+                f"{op}: backend='cpu' needs CPU tensors, got {device}; use backend='cuda' or 'triton'")
+        _load_extension()
+        return
+    if backend == "cuda":
+        if device.type != "cuda":
+            raise BackendUnavailableError(
+                f"{op}: backend='cuda' needs CUDA tensors, got {device}; use backend='cpu' or 'torch'")
+        _load_extension()
+        if not cuda_kernels_built():
+            raise BackendUnavailableError(
+                f"{op}: backend='cuda' is unavailable: pydense was built without CUDA kernels "
+                "(PYDENSE_CUDA=0 or no nvcc at build time); rebuild with nvcc and CUDA_HOME set, "
+                "or use backend='triton'")
+        return
+    raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def resolve(backend, device, op):
+    """The concrete backend for ``op`` on ``device``; checks it can run, before any kernel."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = _tuned.AUTO_BACKEND.get(op, {}).get(device.type, "torch")
+        if backend == "cpu" and not extension_available():
+            backend = "torch"
+    require(backend, device, op)
+    return backend

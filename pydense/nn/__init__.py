@@ -1,0 +1,4 @@
+"""Module twins of pydense.functional, drop-in subclasses of the torch.nn modules."""
+from .modules import MaxUnpool2d
+
+__all__ = ["MaxUnpool2d"]

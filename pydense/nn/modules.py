@@ -1,0 +1,35 @@
+import torch
+
+from .. import functional
+
+
+class MaxUnpool2d(torch.nn.MaxUnpool2d):
+    """Drop-in :class:`torch.nn.MaxUnpool2d` computed by :func:`pydense.functional.max_unpool2d`.
+
+    Args:
+        kernel_size, stride, padding: as in :class:`torch.nn.MaxUnpool2d`.
+        backend (str): "auto", "triton", "cuda", "cpu" or "torch" (keyword-only).
+        check_indices (bool, optional): see :func:`pydense.functional.max_unpool2d`.
+
+    Example::
+
+        >>> pool = torch.nn.MaxPool2d(2, 2, return_indices=True)
+        >>> unpool = pydense.nn.MaxUnpool2d(2, 2)
+        >>> x = torch.randn(1, 16, 8, 8)
+        >>> y, idx = pool(x)
+        >>> unpool(y, idx, output_size=x.shape).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, *, backend="auto", check_indices=None):
+        super().__init__(kernel_size, stride, padding)
+        self.backend = backend
+        self.check_indices = check_indices
+
+    def forward(self, input, indices, output_size=None):
+        return functional.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
+                                       output_size, backend=self.backend,
+                                       check_indices=self.check_indices)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"

@@ -1,0 +1,2 @@
+"""torch.library registrations of pydense's ops, one module per op."""
+from . import max_unpool  # noqa: F401

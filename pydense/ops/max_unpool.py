@@ -1,0 +1,211 @@
+"""max_unpool2d as torch.library ops: ``pydense::max_unpool2d`` and ``pydense::max_unpool2d_backward``.
+
+Both are ``torch.library.custom_op`` ops (opaque to torch.compile, with fake kernels and autograd
+registered here). Their implementations allocate the output in the input's memory format and hand
+it to the chosen backend: the Triton kernels (``pydense.kernels.max_unpool``), the compiled C++
+kernels (``torch.ops.pydense._max_unpool2d_fwd``/``_bwd``, csrc/cpu and csrc/cuda) or the stock
+PyTorch op. Argument validation happens in :func:`normalize_args`, before any kernel runs.
+"""
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+
+OP = "max_unpool2d"
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _pair(value, name):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def normalize_args(input, indices, kernel_size, stride, padding, output_size):
+    """Check every argument; return (kernel, stride, padding, (OH, OW)) as int pairs.
+
+    Raises TypeError/ValueError naming the argument and the expected value.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
+    if not isinstance(indices, torch.Tensor):
+        raise TypeError(f"{OP}: indices must be a Tensor, got {type(indices).__name__}")
+    if input.dim() not in (3, 4):
+        raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
+                         f"{tuple(input.shape)}")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{OP}: input dtype must be one of float16, bfloat16, float32, float64, "
+                        f"got {input.dtype}")
+    if indices.dtype != torch.int64:
+        raise TypeError(f"{OP}: indices must be int64 (as returned by max_pool2d with "
+                        f"return_indices=True), got {indices.dtype}")
+    if indices.shape != input.shape:
+        raise ValueError(f"{OP}: indices must have the input's shape {tuple(input.shape)}, got "
+                         f"{tuple(indices.shape)}")
+    if indices.device != input.device:
+        raise ValueError(f"{OP}: indices must be on the input's device {input.device}, got "
+                         f"{indices.device}")
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None else _pair(stride, "stride")
+    p = _pair(padding, "padding")
+    if min(k) <= 0:
+        raise ValueError(f"{OP}: kernel_size must be positive, got {k}")
+    if min(s) <= 0:
+        raise ValueError(f"{OP}: stride must be positive, got {s}")
+    if min(p) < 0:
+        raise ValueError(f"{OP}: padding must be non-negative, got {p}")
+    in_hw = tuple(input.shape[-2:])
+    default = tuple((in_hw[d] - 1) * s[d] - 2 * p[d] + k[d] for d in range(2))
+    if output_size is None:
+        out_hw = default
+    else:
+        if isinstance(output_size, torch.Size):
+            output_size = tuple(output_size)
+        if not isinstance(output_size, (tuple, list)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in output_size):
+            raise TypeError(f"{OP}: output_size must be a sequence of ints, got {output_size!r}")
+        if len(output_size) == input.dim():
+            output_size = tuple(output_size)[-2:]
+        if len(output_size) != 2:
+            raise ValueError(f"{OP}: output_size must have 2 elements (H, W) or {input.dim()}, got "
+                             f"{len(output_size)}")
+        out_hw = tuple(output_size)
+        for d in range(2):
+            lo, hi = default[d] - s[d], default[d] + s[d]
+            if not lo < out_hw[d] < hi:
+                raise ValueError(
+                    f"{OP}: output_size must lie strictly between {tuple(x - y for x, y in zip(default, s))} "
+                    f"and {tuple(x + y for x, y in zip(default, s))} (the default size {default} -/+ "
+                    f"stride), got {out_hw}")
+    if min(out_hw) <= 0:
+        raise ValueError(f"{OP}: the output size must be positive, got {out_hw} (input {in_hw}, "
+                         f"kernel_size {k}, stride {s}, padding {p})")
+    return k, s, p, out_hw
+
+
+def out_memory_format(t):
+    """The memory format outputs take: channels_last iff ``t`` is channels_last-contiguous."""
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def gather_ok(in_hw, out_hw, k, s, p):
+    """Mirror of csrc/common/max_unpool.h gather_ok: kernel == stride and every window meets the output."""
+    return all(k[d] == s[d] and 0 <= p[d] < k[d] and (in_hw[d] - 1) * s[d] - p[d] < out_hw[d]
+               for d in range(2))
+
+
+def default_check_indices(device):
+    """Index range checks: always on CPU (free); on GPU only when asked (they cost a host sync)."""
+    return device.type == "cpu" or os.environ.get("PYDENSE_CHECK_INDICES", "0") == "1"
+
+
+def check_index_range(indices, out_hw, name="indices"):
+    """Raise IndexError unless every index lies in [0, OH*OW) (int64 compare: no truncation)."""
+    if indices.numel() == 0:
+        return
+    plane = out_hw[0] * out_hw[1]
+    lo, hi = (int(v) for v in torch.aminmax(indices))
+    if lo < 0 or hi >= plane:
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"{OP}: {name} must lie in [0, {plane}) (output plane {out_hw[0]}x"
+                         f"{out_hw[1]}); found {bad}")
+
+
+def _empty_out(input, out_hw):
+    n, c = input.shape[:2]
+    return torch.empty((n, c, *out_hw), dtype=input.dtype, device=input.device,
+                       memory_format=out_memory_format(input))
+
+
+@torch.library.custom_op("pydense::max_unpool2d", mutates_args=())
+def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, output_size: Sequence[int],
+                 kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                 backend: str, check_indices: bool) -> torch.Tensor:
+    """4-D max_unpool2d with normalized arguments and a concrete backend (see functional)."""
+    out_hw = tuple(output_size)
+    if check_indices:
+        check_index_range(indices, out_hw)
+    if backend == "torch":
+        return F.max_unpool2d(input, indices, kernel_size, stride, padding, out_hw).contiguous(
+            memory_format=out_memory_format(input))
+    out = _empty_out(input, out_hw)
+    gather = gather_ok(tuple(input.shape[-2:]), out_hw, kernel_size, stride, padding)
+    if backend == "triton":
+        from ..kernels import max_unpool as kernels
+
+        kernels.forward(input, indices, out, tuple(kernel_size), tuple(stride), tuple(padding), gather)
+    else:
+        torch.ops.pydense._max_unpool2d_fwd(input, indices, kernel_size, stride, padding, gather, out)
+    return out
+
+
+@max_unpool2d.register_fake
+def _(input, indices, output_size, kernel_size, stride, padding, backend, check_indices):
+    return _empty_out(input, tuple(output_size))
+
+
+@torch.library.custom_op("pydense::max_unpool2d_backward", mutates_args=())
+def max_unpool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor, backend: str,
+                          check_indices: bool) -> torch.Tensor:
+    """grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]] (a gather; 4-D)."""
+    out_hw = tuple(grad_output.shape[-2:])
+    if check_indices:
+        check_index_range(indices, out_hw)
+    if backend == "torch":
+        n, c = indices.shape[:2]
+        g = grad_output.reshape(n, c, -1).gather(2, indices.reshape(n, c, -1))
+        return g.view(indices.shape).contiguous(memory_format=out_memory_format(indices))
+    grad_input = torch.empty(indices.shape, dtype=grad_output.dtype, device=grad_output.device,
+                             memory_format=out_memory_format(indices))
+    if backend == "triton":
+        from ..kernels import max_unpool as kernels
+
+        kernels.backward(grad_output, indices, grad_input)
+    else:
+        torch.ops.pydense._max_unpool2d_bwd(grad_output, indices, grad_input)
+    return grad_input
+
+
+@max_unpool2d_backward.register_fake
+def _(grad_output, indices, backend, check_indices):
+    return torch.empty(indices.shape, dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=out_memory_format(indices))
+
+
+def _setup_context(ctx, inputs, output):
+    _, indices, _, _, _, _, backend, check_indices = inputs
+    ctx.save_for_backward(indices)
+    ctx.backend = backend
+    ctx.check_indices = check_indices
+
+
+def _backward(ctx, grad):
+    (indices,) = ctx.saved_tensors
+    grad_input = max_unpool2d_backward(grad, indices, ctx.backend, ctx.check_indices)
+    return grad_input, None, None, None, None, None, None, None
+
+
+max_unpool2d.register_autograd(_backward, setup_context=_setup_context)
+
+
+def unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
+           backend="auto", check_indices=None):
+    """Validate, pick the backend, and call ``pydense::max_unpool2d`` (3-D or 4-D input)."""
+    k, s, p, out_hw = normalize_args(input, indices, kernel_size, stride, padding, output_size)
+    backend = _backend.resolve(backend, input.device, OP)
+    if check_indices is None:
+        check_indices = default_check_indices(input.device)
+    squeeze = input.dim() == 3
+    if squeeze:
+        input, indices = input.unsqueeze(0), indices.unsqueeze(0)
+    out = max_unpool2d(input, indices, list(out_hw), list(k), list(s), list(p), backend,
+                       bool(check_indices))
+    return out.squeeze(0) if squeeze else out

@@ -1,0 +1,30 @@
+"""Plain-PyTorch oracles (run them in float64 on CPU) that the tests compare every backend to.
+
+They are written from the op's definition, not from the kernels' algorithms.
+"""
+import torch
+
+
+def max_unpool2d(input, indices, output_size):
+    """out[n, c, t] = input[n, c, i] for t = indices[n, c, i]; the later i wins a duplicate t.
+
+    ``input``/``indices``: (N, C, H, W); ``output_size``: (OH, OW). Indices must be in range.
+    """
+    n, c = input.shape[:2]
+    plane = output_size[0] * output_size[1]
+    flat_idx = indices.reshape(n, c, -1)
+    flat_in = input.reshape(n, c, -1)
+    pos = torch.arange(flat_idx.shape[-1], device=input.device).expand_as(flat_idx)
+    # The winner of each target is the largest input position pointing at it.
+    winner = torch.full((n, c, plane), -1, dtype=torch.int64, device=input.device)
+    winner.scatter_reduce_(2, flat_idx, pos, reduce="amax")
+    out = torch.zeros((n, c, plane), dtype=input.dtype, device=input.device)
+    wins = winner.gather(2, flat_idx) == pos
+    out.scatter_add_(2, torch.where(wins, flat_idx, 0), torch.where(wins, flat_in, 0).to(out.dtype))
+    return out.view(n, c, *output_size)
+
+
+def max_unpool2d_backward(grad_output, indices):
+    """grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]."""
+    n, c = indices.shape[:2]
+    return grad_output.reshape(n, c, -1).gather(2, indices.reshape(n, c, -1)).view(indices.shape)

@@ -24,21 +24,19 @@ import triton
 import triton.language as tl
 
 BLOCK = 1024
-NUM_WARPS = 4
+NUM_WARPS = 8  # 4 elements per thread: ~60-70 registers in the int32 gather (see the AOT table)
 MAX_SPLITS = 16
 
 # Every compile-time configuration the launchers below use: (kernel name, constexprs).
 CONFIGS = [
-    ("_gather_kernel", {"CHANNELS_LAST": False, "BLOCK": BLOCK}),
-    ("_gather_kernel", {"CHANNELS_LAST": True, "BLOCK": BLOCK}),
+    *[(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "BLOCK": BLOCK})
+      for name in ("_gather_kernel", "_backward_kernel") for cl in (False, True) for i64 in (False, True)],
     ("_scatter_init_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
     ("_scatter_init_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
     ("_scatter_argmax_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
     ("_scatter_argmax_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
     ("_scatter_write_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
     ("_scatter_write_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
-    ("_backward_kernel", {"CHANNELS_LAST": False, "BLOCK": BLOCK}),
-    ("_backward_kernel", {"CHANNELS_LAST": True, "BLOCK": BLOCK}),
 ]
 
 
@@ -63,25 +61,34 @@ def _decompose(l, C, H, W, CHANNELS_LAST: tl.constexpr):
 
 
 @triton.jit
+def _positions(total, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's block of linear positions, int64 only when some tensor spans 2^31 elements."""
+    pid = tl.program_id(0).to(tl.int64 if INDEX_64 else tl.int32)
+    return pid * BLOCK + tl.arange(0, BLOCK)
+
+
+@triton.jit
 def _gather_kernel(x_ptr, idx_ptr, out_ptr, flags_ptr,
                    xs0, xs1, xs2, xs3, is0, is1, is2, is3, os0, os1, os2, os3,
                    C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, total,
-                   CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr):
-    l = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                   CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
     ih = (oh + PH) // SH  # window_owner
     iw = (ow + PW) // SW
     owned = live & (ih < H) & (iw < W)
     t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=owned, other=-1)
-    hit = owned & (t == oh * OW + ow)
+    valid = (t >= 0) & (t < OH * OW)
+    t = tl.where(valid, t, 0).to(l.dtype)  # in range: narrow to the index width
+    hit = owned & valid & (t == oh * OW + ow)
     v = tl.load(x_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3, mask=hit, other=0)
     # in_window(t) for valid targets; invalid targets are flagged too and dropped by the scatter.
     th = t // OW
     tw = t - th * OW
     h0 = ih * SH - PH
     w0 = iw * SW - PW
-    inside = (t >= 0) & (t < OH * OW) & (th >= h0) & (th < h0 + KH) & (tw >= w0) & (tw < w0 + KW)
+    inside = valid & (th >= h0) & (th < h0 + KH) & (tw >= w0) & (tw < w0 + KW)
     tl.store(flags_ptr + n * C + c, tl.full([BLOCK], 1, tl.int32), mask=owned & ~inside)
     tl.store(out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3, v, mask=live)
 
@@ -156,12 +163,13 @@ def _scatter_write_kernel(x_ptr, idx_ptr, out_ptr, winner_ptr, flags_ptr,
 @triton.jit
 def _backward_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2, is3,
                      xs0, xs1, xs2, xs3, C, H, W, OW, plane, total,
-                     CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr):
-    l = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, c, ih, iw = _decompose(l, C, H, W, CHANNELS_LAST)
     t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=live, other=-1)
     ok = live & (t >= 0) & (t < plane)
+    t = tl.where(ok, t, 0).to(l.dtype)
     th = t // OW
     tw = t - th * OW
     v = tl.load(go_ptr + n * gs0 + c * gs1 + th * gs2 + tw * gs3, mask=ok, other=0)
@@ -172,6 +180,11 @@ def _is_channels_last(t):
     import torch
 
     return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _needs_int64(*tensors):
+    """Whether some tensor's addressed span reaches 2^31 elements (then index math is int64)."""
+    return any(sum((d - 1) * st for d, st in zip(t.shape, t.stride())) >= 2**31 - 1 for t in tensors)
 
 
 def _plane_grid(planes, elements):
@@ -195,7 +208,8 @@ def forward(input, indices, out, kernel_size, stride, padding, gather):
         _gather_kernel[(triton.cdiv(total, BLOCK),)](
             input, indices, out, flags, *input.stride(), *indices.stride(), *out.stride(),
             C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, total,
-            CHANNELS_LAST=_is_channels_last(out), BLOCK=BLOCK, num_warps=NUM_WARPS)
+            CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, indices, out),
+            BLOCK=BLOCK, num_warps=NUM_WARPS)
     grid = _plane_grid(N * C, max(plane, H * W))
     _scatter_init_kernel[grid](out, winner, flags, *out.stride(), C, OH, OW,
                                HAS_FLAGS=gather, BLOCK=BLOCK, num_warps=NUM_WARPS)
@@ -217,5 +231,6 @@ def backward(grad_output, indices, grad_input):
     _backward_kernel[(triton.cdiv(total, BLOCK),)](
         grad_output, indices, grad_input, *grad_output.stride(), *indices.stride(),
         *grad_input.stride(), C, H, W, OW, grad_output.shape[2] * OW, total,
-        CHANNELS_LAST=_is_channels_last(grad_input), BLOCK=BLOCK, num_warps=NUM_WARPS)
+        CHANNELS_LAST=_is_channels_last(grad_input),
+        INDEX_64=_needs_int64(grad_output, indices, grad_input), BLOCK=BLOCK, num_warps=NUM_WARPS)
     return grad_input

@@ -1,0 +1,44 @@
+# pydense: every command sets itself up (venv, pinned torch, build) on a fresh machine.
+#   make test    build, then run the test suite (the command CI runs)
+#   make bench   build, then run the benchmark suite (results under benchmarks/results/)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.14.1
+export MAX_JOBS ?= 2
+
+.PHONY: all venv build test bench bench-quick gpu-check clean
+all: test
+
+$(VENV)/.deps-stamp:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" setuptools wheel ninja \
+		pytest pytest-benchmark hypothesis numpy expecttest
+	touch $@
+
+venv: $(VENV)/.deps-stamp
+
+# Editable install: compiles pydense._C (CPU kernels, and CUDA kernels for TORCH_CUDA_ARCH_LIST,
+# default 8.0;9.0 without a GPU). The full log, with ptxas -v resource lines, is kept in build/.
+build: venv
+	@mkdir -p build
+	$(PY) -m pip install --no-build-isolation --no-deps -v -e . > build/build.log 2>&1 \
+		|| { tail -n 80 build/build.log; exit 1; }
+	@grep -A5 "pydense build configuration" build/build.log | sed 's/^ *//' | head -6
+	@$(PY) scripts/ptxas_summary.py build/build.log | tee build/ptxas.txt
+
+test: build
+	$(PY) -m pytest -ra
+
+bench: build
+	$(PY) -m benchmarks
+
+bench-quick: build
+	$(PY) -m benchmarks --quick --out build/bench
+
+gpu-check:
+	bash scripts/gpu_check.sh
+
+clean:
+	rm -rf build *.egg-info pydense/_C*.so pydense/_build_info.py

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-command GPU validation, for a machine with a CUDA GPU and a preinstalled torch (>= 2.11) and
+# triton (>= 3.6), no network: builds pydense against that torch (no build isolation, native
+# architecture), runs the test suite on the GPU, compute-sanitizer on a sample, and the benchmark
+# suite. Everything lands in $OUT if set, else benchmarks/results/. Aim: under 10 minutes.
+#
+#   bash scripts/gpu_check.sh            (or: make gpu-check)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-benchmarks/results}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}" PYTHONUNBUFFERED=1
+status=0
+step() { echo "== $1 ($(date +%T))"; }
+
+step "environment"
+{ nvidia-smi; "$PY" -c "import sys, torch, triton; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__); print(torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" | tail -3
+
+step "build"
+if ! timeout 300 "$PY" -m pip install --no-build-isolation --no-deps -v -e . > "$OUT/build.log" 2>&1; then
+  tail -n 60 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+fi
+"$PY" scripts/ptxas_summary.py "$OUT/build.log" > "$OUT/ptxas.txt"; head -3 "$OUT/ptxas.txt"
+
+step "tests (GPU)"
+timeout 300 "$PY" -m pytest -ra -q -p no:cacheprovider > "$OUT/tests.log" 2>&1 || status=1
+tail -n 25 "$OUT/tests.log"
+
+step "compute-sanitizer"
+if command -v compute-sanitizer > /dev/null; then
+  { timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" scripts/sanitizer_sample.py
+    echo "memcheck exit: $?"; } > "$OUT/sanitizer.log" 2>&1
+  grep -E "ERROR SUMMARY|exit:|done" "$OUT/sanitizer.log" || tail -5 "$OUT/sanitizer.log"
+  grep -q "memcheck exit: 0" "$OUT/sanitizer.log" || status=1
+else
+  echo "compute-sanitizer not found" | tee "$OUT/sanitizer.log"
+fi
+
+step "benchmarks"
+timeout 240 "$PY" -m benchmarks --out "$OUT" > "$OUT/bench.md" 2>&1 || status=1
+cat "$OUT/bench.md" | head -80
+
+step "done: status $status"
+exit $status

@@ -1,0 +1,41 @@
+"""A small run of every CUDA and Triton kernel for compute-sanitizer (memcheck/racecheck).
+
+Covers the gather path, the scatter fix-up (out-of-window and duplicate indices), the general
+scatter path, invalid indices with checks off (the device guard must drop them, never address
+them), channels_last and the backward, for each dtype.
+
+    compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
+"""
+import torch
+import torch.nn.functional as F
+
+import pydense
+
+
+def main():
+    assert torch.cuda.is_available(), "needs a CUDA GPU"
+    torch.manual_seed(0)
+    for backend in ("cuda", "triton"):
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(2, 5, 19, 23, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+                y, idx = F.max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)
+                bad = idx.clone()
+                bad.view(-1)[::7] = 0                      # out of window + duplicates
+                bad.view(-1)[3] = -5                       # invalid, checks off: dropped
+                bad.view(-1)[11] = 2**32 + 1               # invalid (int32-truncation trap)
+                for ind in (idx, bad):
+                    y.requires_grad_(True)
+                    out = pydense.functional.max_unpool2d(y, ind, 2, output_size=x.shape[-2:],
+                                                          backend=backend, check_indices=False)
+                    out.backward(torch.randn_like(out))
+                    y.grad = None
+                y3, idx3 = F.max_pool2d(x, 3, 2, padding=1, return_indices=True)
+                pydense.functional.max_unpool2d(y3, idx3, 3, 2, 1, output_size=x.shape[-2:],
+                                                backend=backend, check_indices=False)
+    torch.cuda.synchronize()
+    print("sanitizer sample: done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Test configuration.
+
+Without a GPU the Triton kernels run through the interpreter on CPU tensors, which needs
+TRITON_INTERPRET=1 in the environment before triton is first imported: this conftest sets it
+here, before any test module imports pydense or triton. On a GPU machine it is left alone, and the
+Triton kernels run compiled on CUDA tensors (the CPU-tensor Triton tests then skip visibly).
+"""
+import os
+import shutil
+import subprocess
+
+
+def _has_gpu():
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    if shutil.which("nvidia-smi") is None:
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+if "TRITON_INTERPRET" not in os.environ and not _has_gpu():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import pydense  # noqa: E402
+from pydense import _backend  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+# Backends on CPU tensors: the C++ CPU kernels, Triton through the interpreter, stock torch.
+CPU_BACKENDS = ["cpu", "torch"] + (["triton"] if _backend.triton_interpret() else [])
+CUDA_BACKENDS = ["cuda", "triton", "torch"]
+
+
+def backend_params():
+    """(device, backend) pairs: every CPU backend, and every CUDA backend (skipped without a GPU)."""
+    params = [pytest.param("cpu", b, id=f"cpu-{b}") for b in CPU_BACKENDS]
+    if not _backend.triton_interpret():
+        params.append(pytest.param("cpu", "triton", id="cpu-triton", marks=pytest.mark.skip(
+            reason="Triton on CPU tensors needs TRITON_INTERPRET=1 (not set: GPU run)")))
+    params += [pytest.param("cuda", b, id=f"cuda-{b}", marks=[requires_cuda, pytest.mark.cuda])
+               for b in CUDA_BACKENDS]
+    return params
+
+
+def pytest_report_header(config):
+    info = pydense.build_info()
+    return [f"pydense: extension={'built' if pydense.extension_available() else 'missing'} "
+            f"cuda_kernels={info.get('cuda')} archs={info.get('cuda_archs')} "
+            f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')} cuda_available={HAS_CUDA}"]

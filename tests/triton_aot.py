@@ -1,0 +1,93 @@
+"""Ahead-of-time compilation of every Triton kernel configuration pydense ships, without a GPU.
+
+Run as a script (the Triton interpreter must be off, so tests call it in a subprocess):
+
+    python tests/triton_aot.py max_unpool [--targets 80,90] [--dtypes fp32,fp16,bf16]
+
+For each (kernel, constexprs) in ``pydense.kernels.<module>.CONFIGS``, each data dtype and each
+target it runs ``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))`` and then
+``ptxas -v`` on the PTX for registers and spills. Prints one JSON row per compile.
+
+Signature convention: ``*_ptr`` arguments are data pointers of the tested dtype, except
+``idx_ptr`` (int64 indices) and ``flags_ptr``/``winner_ptr`` (int32 workspaces); every other
+runtime argument is an i32 scalar (shapes and strides below 2^31).
+"""
+import argparse
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32"}
+
+
+def signature(fn, dtype):
+    sig = {}
+    for p in fn.params:
+        if p.is_constexpr:
+            sig[p.name] = "constexpr"
+        elif p.name.endswith("_ptr"):
+            sig[p.name] = POINTER_TYPES.get(p.name, "*" + dtype)
+        else:
+            sig[p.name] = "i32"
+    return sig
+
+
+def ptxas_resources(ptx, arch):
+    import triton
+
+    ptxas = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin", "ptxas")
+    with open(f"/tmp/pydense_aot_{os.getpid()}.ptx", "w") as f:
+        f.write(ptx)
+    res = subprocess.run([ptxas, "-v", f"--gpu-name=sm_{arch}", f.name, "-o", os.devnull],
+                         capture_output=True, text=True)
+    os.unlink(f.name)
+    text = res.stdout + res.stderr
+    regs = re.search(r"Used (\d+) registers", text)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    return (int(regs.group(1)) if regs else None,
+            (int(spill.group(1)) + int(spill.group(2))) if spill else None)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("module")
+    ap.add_argument("--targets", default="80,90")
+    ap.add_argument("--dtypes", default="fp32,fp16,bf16")
+    args = ap.parse_args()
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        sys.exit("run with TRITON_INTERPRET unset: the interpreter replaces the compiler")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    mod = importlib.import_module(f"pydense.kernels.{args.module}")
+    seen = set()
+    for name, constexprs in mod.CONFIGS:
+        fn = getattr(mod, name)
+        for dtype in args.dtypes.split(","):
+            sig = signature(fn, dtype)
+            key = (name, tuple(sorted(constexprs.items())), tuple(sig.values()))
+            if key in seen:  # kernels without data pointers compile once
+                continue
+            seen.add(key)
+            for cc in (int(t) for t in args.targets.split(",")):
+                t0 = time.time()
+                compiled = triton.compile(
+                    ASTSource(fn=fn, signature=sig, constexprs=constexprs),
+                    target=GPUTarget("cuda", cc, 32),
+                    options={"num_warps": getattr(mod, "NUM_WARPS", 4)})
+                arch = f"{cc}a" if cc == 90 else str(cc)
+                regs, spills = ptxas_resources(compiled.asm["ptx"], arch)
+                print(json.dumps({
+                    "kernel": name, "constexprs": constexprs, "dtype": dtype, "target": f"sm_{cc}",
+                    "shared_bytes": compiled.metadata.shared, "registers": regs,
+                    "spill_bytes": spills, "cubin_bytes": len(compiled.asm["cubin"]),
+                    "seconds": round(time.time() - t0, 2)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

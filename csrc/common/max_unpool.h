@@ -19,22 +19,26 @@
 namespace pydense {
 namespace max_unpool {
 
+// The index type I is int64_t, or int32_t where every tensor spans fewer than 2^31 elements
+// (GPU integer division is much cheaper in 32 bits).
+
 // Input row (or column) whose kernel==stride window holds output coordinate o, or -1 if none.
-PYDENSE_HD int64_t window_owner(int64_t o, int64_t stride, int64_t pad, int64_t in_size) {
-  const int64_t i = (o + pad) / stride;  // o >= 0 and pad >= 0, so this is floor division
-  return i < in_size ? i : -1;
+template <typename I>
+PYDENSE_HD I window_owner(I o, I stride, I pad, I in_size) {
+  const I i = (o + pad) / stride;  // o >= 0 and pad >= 0, so this is floor division
+  return i < in_size ? i : I(-1);
 }
 
-// Whether flat plane index t is a legal target: inside [0, plane).
+// Whether flat plane index t is a legal target: inside [0, plane). Always compared in 64 bits.
 PYDENSE_HD bool valid_target(int64_t t, int64_t plane) { return t >= 0 && t < plane; }
 
 // Whether flat plane index t (a valid target) lies in the pooling window of input (ih, iw).
-PYDENSE_HD bool in_window(int64_t t, int64_t out_w, int64_t ih, int64_t iw, int64_t kh, int64_t kw,
-                          int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-  const int64_t th = t / out_w;
-  const int64_t tw = t - th * out_w;
-  const int64_t h0 = ih * sh - ph;
-  const int64_t w0 = iw * sw - pw;
+template <typename I>
+PYDENSE_HD bool in_window(I t, I out_w, I ih, I iw, I kh, I kw, I sh, I sw, I ph, I pw) {
+  const I th = t / out_w;
+  const I tw = t - th * out_w;
+  const I h0 = ih * sh - ph;
+  const I w0 = iw * sw - pw;
   return th >= h0 && th < h0 + kh && tw >= w0 && tw < w0 + kw;
 }
 
@@ -50,7 +54,8 @@ PYDENSE_HD bool gather_ok(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out
 }
 
 // Element offset of (n, c, h, w) for a 4-D tensor with the given strides.
-PYDENSE_HD int64_t offset4(int64_t n, int64_t c, int64_t h, int64_t w, const int64_t* st) {
+template <typename I>
+PYDENSE_HD I offset4(I n, I c, I h, I w, const I* st) {
   return n * st[0] + c * st[1] + h * st[2] + w * st[3];
 }
 

@@ -30,18 +30,30 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxSplits = 16;
 
+template <typename I>
 struct Strides4 {
-  int64_t v[4];
+  I v[4];
 };
 
-Strides4 strides_of(const at::Tensor& t) {
-  return {{t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+template <typename I>
+Strides4<I> strides_of(const at::Tensor& t) {
+  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
+}
+
+// Whether every tensor's addressed span fits 32-bit index math.
+bool fits_int32(std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors) {
+    int64_t span = 1;
+    for (int d = 0; d < t->dim(); ++d) span += (t->size(d) - 1) * t->stride(d);
+    if (span >= int64_t(INT32_MAX)) return false;
+  }
+  return true;
 }
 
 // Decompose a linear position in a tensor's memory order (NCHW or NHWC) into (n, c, h, w).
-__device__ __forceinline__ void decompose(int64_t l, int64_t C, int64_t H, int64_t W,
-                                          bool channels_last, int64_t& n, int64_t& c, int64_t& h,
-                                          int64_t& w) {
+template <typename I>
+__device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last, I& n, I& c, I& h,
+                                          I& w) {
   if (channels_last) {
     c = l % C; l /= C;
     w = l % W; l /= W;
@@ -53,25 +65,23 @@ __device__ __forceinline__ void decompose(int64_t l, int64_t C, int64_t H, int64
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename I>
 __global__ void gather_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ idx,
-                              scalar_t* __restrict__ out, int* __restrict__ flags, Strides4 xs,
-                              Strides4 is, Strides4 os, int64_t C, int64_t H, int64_t W, int64_t OH,
-                              int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                              int64_t pw, bool channels_last, int64_t total) {
-  const int64_t plane = OH * OW;
-  for (int64_t l = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; l < total;
-       l += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, oh, ow;
+                              scalar_t* __restrict__ out, int* __restrict__ flags, Strides4<I> xs,
+                              Strides4<I> is, Strides4<I> os, I C, I H, I W, I OH, I OW, I kh, I kw,
+                              I sh, I sw, I ph, I pw, bool channels_last, I total) {
+  const int64_t plane = int64_t(OH) * OW;
+  for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
+    I n, c, oh, ow;
     decompose(l, C, OH, OW, channels_last, n, c, oh, ow);
-    const int64_t ih = window_owner(oh, sh, ph, H);
-    const int64_t iw = window_owner(ow, sw, pw, W);
+    const I ih = window_owner(oh, sh, ph, H);
+    const I iw = window_owner(ow, sw, pw, W);
     scalar_t v = scalar_t(0);
     if (ih >= 0 && iw >= 0) {
       const int64_t t = idx[offset4(n, c, ih, iw, is.v)];
-      if (t == oh * OW + ow) {
+      if (t == int64_t(oh) * OW + ow) {
         v = x[offset4(n, c, ih, iw, xs.v)];
-      } else if (!valid_target(t, plane) || !in_window(t, OW, ih, iw, kh, kw, sh, sw, ph, pw)) {
+      } else if (!valid_target(t, plane) || !in_window(I(t), OW, ih, iw, kh, kw, sh, sw, ph, pw)) {
         flags[n * C + c] = 1;  // every writer stores the same value
       }
     }
@@ -82,8 +92,8 @@ __global__ void gather_kernel(const scalar_t* __restrict__ x, const int64_t* __r
 // Planes are blockIdx.x, splits blockIdx.y; flags == nullptr means every plane.
 template <typename scalar_t>
 __global__ void scatter_init_kernel(scalar_t* __restrict__ out, int* __restrict__ winner,
-                                    const int* __restrict__ flags, Strides4 os, int64_t C,
-                                    int64_t OH, int64_t OW) {
+                                    const int* __restrict__ flags, Strides4<int64_t> os,
+                                    int64_t C, int64_t OH, int64_t OW) {
   const int64_t pl = blockIdx.x;
   if (flags != nullptr && flags[pl] == 0) return;
   const int64_t n = pl / C, c = pl % C, plane = OH * OW;
@@ -96,7 +106,7 @@ __global__ void scatter_init_kernel(scalar_t* __restrict__ out, int* __restrict_
 }
 
 __global__ void scatter_argmax_kernel(const int64_t* __restrict__ idx, int* __restrict__ winner,
-                                      const int* __restrict__ flags, Strides4 is, int64_t C,
+                                      const int* __restrict__ flags, Strides4<int64_t> is, int64_t C,
                                       int64_t H, int64_t W, int64_t plane) {
   const int64_t pl = blockIdx.x;
   if (flags != nullptr && flags[pl] == 0) return;
@@ -112,8 +122,9 @@ __global__ void scatter_argmax_kernel(const int64_t* __restrict__ idx, int* __re
 template <typename scalar_t>
 __global__ void scatter_write_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ idx,
                                      scalar_t* __restrict__ out, const int* __restrict__ winner,
-                                     const int* __restrict__ flags, Strides4 xs, Strides4 is,
-                                     Strides4 os, int64_t C, int64_t H, int64_t W, int64_t OW,
+                                     const int* __restrict__ flags, Strides4<int64_t> xs,
+                                     Strides4<int64_t> is, Strides4<int64_t> os, int64_t C, int64_t H,
+                                     int64_t W, int64_t OW,
                                      int64_t plane) {
   const int64_t pl = blockIdx.x;
   if (flags != nullptr && flags[pl] == 0) return;
@@ -129,20 +140,19 @@ __global__ void scatter_write_kernel(const scalar_t* __restrict__ x, const int64
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename I>
 __global__ void backward_kernel(const scalar_t* __restrict__ go, const int64_t* __restrict__ idx,
-                                scalar_t* __restrict__ gi, Strides4 gs, Strides4 is, Strides4 xs,
-                                int64_t C, int64_t H, int64_t W, int64_t OW, int64_t plane,
-                                bool channels_last, int64_t total) {
-  for (int64_t l = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; l < total;
-       l += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, ih, iw;
+                                scalar_t* __restrict__ gi, Strides4<I> gs, Strides4<I> is,
+                                Strides4<I> xs, I C, I H, I W, I OW, int64_t plane,
+                                bool channels_last, I total) {
+  for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
+    I n, c, ih, iw;
     decompose(l, C, H, W, channels_last, n, c, ih, iw);
     const int64_t t = idx[offset4(n, c, ih, iw, is.v)];
     scalar_t v = scalar_t(0);
     if (valid_target(t, plane)) {
-      const int64_t th = t / OW;
-      v = go[offset4(n, c, th, t - th * OW, gs.v)];
+      const I th = I(t) / OW;
+      v = go[offset4(n, c, th, I(t) - th * OW, gs.v)];
     }
     gi[offset4(n, c, ih, iw, xs.v)] = v;
   }
@@ -169,7 +179,9 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& indices, at::IntArr
               "max_unpool2d: gather=True needs kernel_size == stride and windows that meet the output");
   TORCH_CHECK(N * C <= int64_t(INT32_MAX), "max_unpool2d: N*C must be below 2^31");
   if (out.numel() == 0) return;
-  const Strides4 xs = strides_of(input), is = strides_of(indices), os = strides_of(out);
+  const auto xs = strides_of<int64_t>(input), is = strides_of<int64_t>(indices);
+  const auto os = strides_of<int64_t>(out);
+  const bool narrow = fits_int32({&input, &indices, &out});
   at::Tensor flags;
   if (gather) flags = at::zeros({N * C}, input.options().dtype(at::kInt));
   at::Tensor winner = at::empty({N * C * plane}, input.options().dtype(at::kInt));
@@ -183,9 +195,14 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& indices, at::IntArr
     int* win = winner.mutable_data_ptr<int>();
     if (gather) {
       const int64_t total = out.numel();
-      gather_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(
-          x, idx, o, flags.mutable_data_ptr<int>(), xs, is, os, C, H, W, OH, OW, kh, kw, sh, sw,
-          ph, pw, is_channels_last(out), total);
+      const auto launch = [&](auto zero) {
+        using I = decltype(zero);
+        gather_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+            x, idx, o, flags.mutable_data_ptr<int>(), strides_of<I>(input), strides_of<I>(indices),
+            strides_of<I>(out), I(C), I(H), I(W), I(OH), I(OW), I(kh), I(kw), I(sh), I(sw), I(ph),
+            I(pw), is_channels_last(out), I(total));
+      };
+      narrow ? launch(int32_t(0)) : launch(int64_t(0));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     scatter_init_kernel<scalar_t><<<plane_grid, kThreads, 0, stream>>>(o, win, flag_ptr, os, C, OH, OW);
@@ -207,12 +224,17 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
   if (total == 0) return;
   const int64_t C = indices.size(1), H = indices.size(2), W = indices.size(3);
   const int64_t OW = grad_output.size(3), plane = grad_output.size(2) * OW;
-  const Strides4 gs = strides_of(grad_output), is = strides_of(indices), xs = strides_of(grad_input);
+  const bool narrow = fits_int32({&grad_output, &indices, &grad_input});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "max_unpool2d_backward_cuda", [&] {
-    backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(
-        grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
-        grad_input.mutable_data_ptr<scalar_t>(), gs, is, xs, C, H, W, OW, plane,
-        is_channels_last(grad_input), total);
+    const auto launch = [&](auto zero) {
+      using I = decltype(zero);
+      backward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+          grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
+          grad_input.mutable_data_ptr<scalar_t>(), strides_of<I>(grad_output),
+          strides_of<I>(indices), strides_of<I>(grad_input), I(C), I(H), I(W), I(OW), plane,
+          is_channels_last(grad_input), I(total));
+    };
+    narrow ? launch(int32_t(0)) : launch(int64_t(0));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

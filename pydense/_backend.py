@@ -62,7 +62,9 @@ def extension_available():
 
 
 def build_info():
-    """What the extension was compiled with (see setup.py), or {} without a build."""
+    """What the loaded extension was compiled with (see setup.py), or {} without one."""
+    if _EXTENSION_ERROR is not None:
+        return {}
     try:
         from . import _build_info
     except ImportError:

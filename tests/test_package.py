@@ -1,0 +1,54 @@
+"""The package itself: imports without a compiled extension, reports its build, maps kernels/."""
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+import pydense
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_import_without_extension_keeps_triton_and_torch_paths(tmp_path):
+    """A checkout with no pydense/_C*.so: import works, 'cpu'/'cuda' say what is missing."""
+    shutil.copytree(os.path.join(ROOT, "pydense"), tmp_path / "pydense",
+                    ignore=shutil.ignore_patterns("_C*.so", "_build_info.py", "__pycache__"))
+    shutil.copytree(os.path.join(ROOT, "kernels"), tmp_path / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = """
+import torch, torch.nn.functional as F, pydense
+assert not pydense.extension_available() and pydense.build_info() == {}
+y, i = F.max_pool2d(torch.randn(1, 2, 6, 6), 2, return_indices=True)
+ref = F.max_unpool2d(y, i, 2)
+assert torch.equal(pydense.functional.max_unpool2d(y, i, 2, backend='torch'), ref)
+assert torch.equal(pydense.functional.max_unpool2d(y, i, 2, backend='auto'), ref)
+assert torch.equal(pydense.functional.max_unpool2d(y, i, 2, backend='triton'), ref)
+try:
+    pydense.functional.max_unpool2d(y, i, 2, backend='cpu')
+except pydense.BackendUnavailableError as e:
+    print('ERR', e)
+"""
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), TRITON_INTERPRET="1")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ERR pydense's compiled extension is not built" in res.stdout
+
+
+def test_build_info_and_registered_ops():
+    info = pydense.build_info()
+    assert pydense.extension_available()
+    assert info["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    if info["cuda"]:
+        assert "csrc/cuda/max_unpool.cu" in info["sources"] and info["cuda_archs"]
+    for name in ("_max_unpool2d_fwd", "_max_unpool2d_bwd", "max_unpool2d", "max_unpool2d_backward"):
+        assert hasattr(torch.ops.pydense, name)
+
+
+def test_kernels_live_in_pydense_namespace():
+    from pydense.kernels import max_unpool
+
+    assert os.path.realpath(max_unpool.__file__) == os.path.join(ROOT, "kernels", "max_unpool.py")
+    assert max_unpool.CONFIGS

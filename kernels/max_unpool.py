@@ -121,6 +121,18 @@ def _scatter_init_kernel(out_ptr, winner_ptr, flags_ptr, os0, os1, os2, os3, C, 
 
 
 @triton.jit
+def _input_block(idx_ptr, n, c, is0, is1, is2, is3, H, W, plane, start, BLOCK: tl.constexpr):
+    """Input positions ``i`` = (ih, iw) of a block of plane (n, c), their targets ``t`` and
+    whether each is live and a valid target (``ok``)."""
+    i = start + tl.arange(0, BLOCK).to(tl.int64)
+    m = i < H * W
+    ih = i // W
+    iw = i - ih * W
+    t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=m, other=-1)
+    return i, ih, iw, t, m & (t >= 0) & (t < plane)
+
+
+@triton.jit
 def _scatter_argmax_kernel(idx_ptr, winner_ptr, flags_ptr, is0, is1, is2, is3, C, H, W, plane,
                            HAS_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
     pl = tl.program_id(0).to(tl.int64)
@@ -128,12 +140,7 @@ def _scatter_argmax_kernel(idx_ptr, winner_ptr, flags_ptr, is0, is1, is2, is3, C
     c = pl % C
     extent = _plane_extent(flags_ptr, pl, H * W, HAS_FLAGS)
     for start in range(tl.program_id(1) * BLOCK, extent, tl.num_programs(1) * BLOCK):
-        i = start + tl.arange(0, BLOCK).to(tl.int64)
-        m = i < H * W
-        ih = i // W
-        iw = i - ih * W
-        t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=m, other=-1)
-        ok = m & (t >= 0) & (t < plane)
+        i, ih, iw, t, ok = _input_block(idx_ptr, n, c, is0, is1, is2, is3, H, W, plane, start, BLOCK)
         tl.atomic_max(winner_ptr + pl * plane + t, i.to(tl.int32), mask=ok)
 
 
@@ -146,12 +153,7 @@ def _scatter_write_kernel(x_ptr, idx_ptr, out_ptr, winner_ptr, flags_ptr,
     c = pl % C
     extent = _plane_extent(flags_ptr, pl, H * W, HAS_FLAGS)
     for start in range(tl.program_id(1) * BLOCK, extent, tl.num_programs(1) * BLOCK):
-        i = start + tl.arange(0, BLOCK).to(tl.int64)
-        m = i < H * W
-        ih = i // W
-        iw = i - ih * W
-        t = tl.load(idx_ptr + n * is0 + c * is1 + ih * is2 + iw * is3, mask=m, other=-1)
-        ok = m & (t >= 0) & (t < plane)
+        i, ih, iw, t, ok = _input_block(idx_ptr, n, c, is0, is1, is2, is3, H, W, plane, start, BLOCK)
         win = tl.load(winner_ptr + pl * plane + t, mask=ok, other=-1)
         ok = ok & (win == i.to(tl.int32))
         v = tl.load(x_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3, mask=ok)

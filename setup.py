@@ -62,10 +62,13 @@ sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
 if WITH_CUDA:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
 
-cxx_flags = ["-O3", "-std=c++20"]
+# -fopenmp: ATen's at::parallel_for is an inline OpenMP loop in torch's (OpenMP) builds; without
+# the flag the CPU kernels would run on one thread.
+cxx_flags = ["-O3", "-std=c++20", "-fopenmp"]
 nvcc_flags = ["-O3", "-std=c++20", "-Xptxas", "-v", "-lineinfo"]
 Extension = CUDAExtension if WITH_CUDA else CppExtension
-ext_kwargs = {"extra_compile_args": {"cxx": cxx_flags, "nvcc": nvcc_flags} if WITH_CUDA else cxx_flags}
+ext_kwargs = {"extra_compile_args": {"cxx": cxx_flags, "nvcc": nvcc_flags} if WITH_CUDA else cxx_flags,
+              "extra_link_args": ["-fopenmp"]}
 
 BUILD_INFO = {
     "cuda": WITH_CUDA,

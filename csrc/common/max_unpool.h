@@ -9,7 +9,10 @@
 // every output position (oh, ow) has at most one owner (ih, iw) = ((oh + ph) / sh, (ow + pw) / sw).
 // The output is then written once: out = (indices[owner] == own flat index) ? input[owner] : 0.
 // An index that points outside its own window is legal but cannot be found this way; the gather
-// flags the plane and the plane is redone with the deterministic scatter.
+// flags the plane and the plane is redone with the deterministic scatter. Two equivalent tests
+// find such planes: in_window() per element (CUDA), or counting hits (CPU): when every window
+// meets the output (gather_ok), each input element scores exactly one hit iff its index lies in
+// its own window, so a plane is clean iff it has H * W hits.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +54,15 @@ PYDENSE_HD bool gather_axis_ok(int64_t in_size, int64_t out_size, int64_t k, int
 PYDENSE_HD bool gather_ok(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, int64_t kh,
                           int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
   return gather_axis_ok(in_h, out_h, kh, sh, ph) && gather_axis_ok(in_w, out_w, kw, sw, pw);
+}
+
+// Offset of flat plane index t (= th * out_w + tw) for plane strides (s2, s3): no division when the
+// plane is dense in memory order (NCHW or NHWC), the common case.
+template <typename I>
+PYDENSE_HD I plane_offset(I t, I out_w, I s2, I s3) {
+  if (s2 == out_w * s3) return t * s3;
+  const I th = t / out_w;
+  return th * s2 + (t - th * out_w) * s3;
 }
 
 // Element offset of (n, c, h, w) for a 4-D tensor with the given strides.

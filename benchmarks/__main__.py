@@ -1,0 +1,55 @@
+"""CLI: ``python -m benchmarks [--quick] [--ops max_unpool2d] [--providers ...] [--out DIR]``."""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from . import common, discover
+
+
+def main(argv=None):
+    ops = discover()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="small shapes, fp32 only (CPU / CI smoke run)")
+    parser.add_argument("--ops", default=",".join(ops),
+                        help=f"comma-separated ops to run (default: all of {', '.join(ops)})")
+    parser.add_argument("--providers", default=",".join(common.PROVIDERS),
+                        help="comma-separated providers (default: %(default)s)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=("cuda", "cpu"), help="default: cuda when available")
+    parser.add_argument("--out", default=common.RESULTS_DIR,
+                        help="results root; files go to OUT/<device>/ (default: benchmarks/results)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each measurement")
+    args = parser.parse_args(argv)
+
+    selected = [o.strip() for o in args.ops.split(",") if o.strip()]
+    wanted = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    for name, known in (("op", ops), ("provider", common.PROVIDERS)):
+        unknown = [x for x in (selected if name == "op" else wanted) if x not in known]
+        if unknown:
+            parser.error(f"unknown {name}(s) {unknown}; choose from {list(known)}")
+
+    device = torch.device(args.device)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    start = time.perf_counter()
+    copy_bw = common.copy_bandwidth(device)
+    env = common.environment(device, copy_bw, args.quick)
+    out_dir = os.path.join(args.out, common.device_name(device))
+    print("# pydense benchmarks\n")
+    print("\n".join(f"- {k}: {v}" for k, v in env))
+    for op in selected:
+        rows, skipped = common.run_op(ops[op], device, args.quick, copy_bw, wanted, log)
+        print(f"\n## {op}\n")
+        for provider, why in skipped.items():
+            print(f"- skipped {provider}: {why}")
+        print("\n" + common.markdown_table(rows))
+        common.write_csv(os.path.join(out_dir, f"{op}.csv"), rows)
+    common.write_env(os.path.join(out_dir, "env.txt"), env)
+    print(f"\nresults: {out_dir} ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""max_unpool2d: the SegNet decoder's unpooling (kernel 2, stride 2), stages 1 and 5.
+
+Indices come from ``max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)`` of a random ``x``
+on the device; unpooling restores ``x``'s spatial size.
+
+Bytes model (what an ideal kernel must move, ``e`` = element size, ``n_in`` = pooled elements,
+``n_out`` = output elements):
+
+* fwd: read input and int64 indices, write the output: ``n_in * (e + 8) + n_out * e``;
+* bwd: read the indices, gather one grad_output element per input element, write grad_input:
+  ``n_in * (8 + 2 * e)`` (the gathered reads are counted as grad_input bytes);
+* fwd+bwd: the sum.
+"""
+import torch
+import torch.nn.functional as F
+
+import pydense
+from pydense import reference
+
+from .common import Case, Problem, layouts_and_dtypes, to_layout
+
+OP = "max_unpool2d"
+KERNEL = STRIDE = 2
+
+# name: (N, C, H, W) of the tensor that is pooled; its (H, W) is the unpooled output size.
+SHAPES = {"segnet1": (8, 64, 360, 480), "segnet5": (8, 512, 23, 30)}
+
+
+def cases(device, quick):
+    """Full shapes on GPU; batch 1 with 64 channels on CPU; batch 1 with 16 channels in quick."""
+    out = []
+    for name, (n, c, h, w) in SHAPES.items():
+        if quick:
+            n, c = 1, 16
+        elif device.type == "cpu":
+            n, c = 1, 64
+        ph, pw = -(-h // STRIDE), -(-w // STRIDE)  # ceil_mode pooling
+        for dtype, layout in layouts_and_dtypes(device, quick):
+            out.append(Case(f"{name} {n}x{c}x{ph}x{pw}->{h}x{w}", dtype, layout,
+                            {"shape": (n, c, h, w)}))
+    return out
+
+
+def problem(case, device):
+    n, c, h, w = case.params["shape"]
+    out_hw = (h, w)
+    x = to_layout(torch.randn(n, c, h, w, dtype=case.dtype, device=device), case.layout)
+    pooled, indices = F.max_pool2d(x, KERNEL, STRIDE, ceil_mode=True, return_indices=True)
+    pooled = to_layout(pooled, case.layout).detach().requires_grad_()
+    indices = to_layout(indices, case.layout)
+    grad_output = to_layout(torch.randn(n, c, h, w, dtype=case.dtype, device=device), case.layout)
+
+    def eager(inp, idx):
+        return F.max_unpool2d(inp, idx, KERNEL, STRIDE, output_size=out_hw)
+
+    def pydense_fn(backend):
+        def fn(inp, idx):
+            return pydense.functional.max_unpool2d(inp, idx, KERNEL, STRIDE, output_size=out_hw,
+                                                   backend=backend)
+        return fn
+
+    x64, idx_cpu = pooled.detach().cpu().double(), indices.cpu()
+    e, n_in, n_out = pooled.element_size(), pooled.numel(), n * c * h * w
+    return Problem(
+        inputs=(pooled, indices), grad_inputs=(pooled,), grad_output=grad_output,
+        eager=eager, pydense=pydense_fn,
+        ref_out=reference.max_unpool2d(x64, idx_cpu, out_hw),
+        ref_grads=(reference.max_unpool2d_backward(grad_output.cpu().double(), idx_cpu),),
+        bytes={"fwd": n_in * (e + 8) + n_out * e, "bwd": n_in * (8 + 2 * e)})

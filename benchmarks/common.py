@@ -1,0 +1,333 @@
+"""Shared benchmark machinery: providers, oracle checks, timing, the bandwidth model and output.
+
+An op's bench module (``benchmarks/bench_<op>.py``) describes *what* to run; this module runs it.
+For every case it compares, side by side:
+
+* each pydense backend that can run on the device ("triton", "cuda", "cpu"; Triton is skipped on
+  CPU tensors, where only its interpreter could run it and timings would be meaningless),
+* "aten": the stock eager PyTorch op,
+* "compile": ``torch.compile`` of that eager code (default inductor backend, ``fullgraph=True``,
+  ``dynamic=False``, dynamo reset per case so no recompile limit is hit),
+
+in three directions:
+
+* "fwd": the forward under ``torch.no_grad()`` (no autograd graph is recorded),
+* "bwd": only the backward, from one saved forward graph (``torch.autograd.grad(...,
+  retain_graph=True)`` on a precomputed output),
+* "fwd+bwd": forward with autograd, then its backward.
+
+Before a provider is timed in a direction, its result is compared with the op's float64 CPU
+oracle (``pydense.reference``); one that does not match is reported as FAILED and not timed, one
+that raises is reported as ERROR with the error text in the notes column.
+
+Timing: on CUDA ``triton.testing.do_bench(fn, return_mode="median")``; on CPU the median over a few
+``timeit`` repeats of a short loop. Bandwidth: GB/s = the case's modelled bytes (see the bench
+module) / median time, and "% copy BW" relates it to the device's copy bandwidth measured at the
+start of the run (``dst.copy_(src)``, counted as 2 * bytes moved).
+"""
+import csv
+import datetime
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import timeit
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Sequence, Tuple
+
+import torch
+
+import pydense
+from pydense import _backend
+
+PYDENSE_BACKENDS = ("triton", "cuda", "cpu")
+PROVIDERS = PYDENSE_BACKENDS + ("aten", "compile")
+DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
+               torch.float64: "fp64"}
+COLUMNS = ("case", "dtype", "layout", "direction", "provider", "median_ms", "GB/s", "%copy_BW",
+           "speedup_vs_aten", "check", "notes")
+CSV_COLUMNS = ("op", "device", "bytes") + COLUMNS
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Case:
+    """One benchmark configuration; ``params`` is op-specific (read by the op's ``problem``)."""
+    name: str
+    dtype: torch.dtype
+    layout: str  # a key of LAYOUTS
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Problem:
+    """A case materialised on the device, with its oracle results and byte counts.
+
+    ``eager(*inputs)`` is the stock PyTorch code ("aten", and what "compile" compiles);
+    ``pydense(backend)`` returns the pydense callable ``fn(*inputs)`` for that backend.
+    ``grad_inputs`` are the inputs differentiated in "bwd"; ``grad_output`` the upstream gradient.
+    ``ref_out``/``ref_grads`` are the float64 CPU oracle's output and input gradients.
+    ``bytes`` maps "fwd" and "bwd" to modelled bytes moved ("fwd+bwd" is their sum).
+    """
+    inputs: Tuple[torch.Tensor, ...]
+    grad_inputs: Tuple[torch.Tensor, ...]
+    grad_output: torch.Tensor
+    eager: Callable
+    pydense: Callable[[str], Callable]
+    ref_out: torch.Tensor
+    ref_grads: Tuple[torch.Tensor, ...]
+    bytes: Dict[str, int]
+
+
+def dtype_name(dtype):
+    return DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def to_layout(t, layout):
+    return t.contiguous(memory_format=LAYOUTS[layout])
+
+
+def device_name(device):
+    """A path-safe device name: the CUDA device name, or ``cpu-<processor>``."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = "cpu-" + (platform.processor() or platform.machine() or "cpu")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def bench_ms(fn, device, cpu_budget_s=0.15, cpu_repeats=5):
+    """Median milliseconds of one ``fn()`` call (``fn`` is already warm)."""
+    if device.type == "cuda":
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, return_mode="median"))
+    start = timeit.default_timer()
+    fn()
+    once = max(timeit.default_timer() - start, 1e-7)
+    number = max(1, int(cpu_budget_s / cpu_repeats / once))
+    times = timeit.repeat(fn, number=number, repeat=cpu_repeats)
+    return statistics.median(times) / number * 1e3
+
+
+def copy_bandwidth(device):
+    """The device's copy bandwidth in GB/s: ``dst.copy_(src)`` of 1 GiB (GPU) / 256 MiB (CPU)."""
+    nbytes = (1 << 30) if device.type == "cuda" else (256 << 20)
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    ms = bench_ms(lambda: dst.copy_(src), device, cpu_budget_s=0.5)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
+# Providers, checks, measurements
+
+
+def providers(problem, device, op, wanted=PROVIDERS):
+    """([(name, fn)], {name: why skipped}) of the providers to run for ``op`` on ``device``."""
+    found, skipped = [], {}
+    for backend in PYDENSE_BACKENDS:
+        if backend not in wanted:
+            continue
+        if backend == "triton" and device.type == "cpu":
+            skipped[backend] = "Triton on CPU tensors only runs in its interpreter (not timed)"
+            continue
+        try:
+            _backend.require(backend, device, op)
+        except _backend.BackendUnavailableError as e:
+            skipped[backend] = str(e)
+            continue
+        found.append((backend, problem.pydense(backend)))
+    if "aten" in wanted:
+        found.append(("aten", problem.eager))
+    if "compile" in wanted:
+        torch._dynamo.reset()  # one fresh cache per case: no recompile limit, no stale guards
+        found.append(("compile", torch.compile(problem.eager, fullgraph=True, dynamic=False)))
+    return found, skipped
+
+
+def runners(fn, problem):
+    """{direction: (callable, oracle result)} for provider ``fn`` on ``problem``."""
+    p = problem
+    saved = []
+
+    def fwd():
+        with torch.no_grad():
+            return fn(*p.inputs)
+
+    def bwd():
+        if not saved:  # the forward graph, built once (on the untimed check call)
+            saved.append(fn(*p.inputs))
+        return torch.autograd.grad(saved[0], p.grad_inputs, p.grad_output, retain_graph=True)
+
+    def fwd_bwd():
+        out = fn(*p.inputs)
+        return (out, *torch.autograd.grad(out, p.grad_inputs, p.grad_output))
+
+    return {"fwd": (fwd, p.ref_out), "bwd": (bwd, tuple(p.ref_grads)),
+            "fwd+bwd": (fwd_bwd, (p.ref_out, *p.ref_grads))}
+
+
+def _as_float64(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device="cpu", dtype=torch.float64)
+    return tuple(_as_float64(t) for t in x)
+
+
+def _error_text(e, limit=160):
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def measure(run, ref, device):
+    """Check ``run()`` against the oracle ``ref`` exactly, then time it: (ms, check, notes)."""
+    try:
+        got = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    except Exception as e:  # noqa: BLE001 - any provider failure is reported, not fatal
+        return None, "ERROR", _error_text(e)
+    try:
+        torch.testing.assert_close(_as_float64(got), ref, atol=0, rtol=0)
+    except AssertionError as e:
+        return None, "FAILED", _error_text(e)
+    del got
+    try:
+        return bench_ms(run, device), "ok", ""
+    except Exception as e:  # noqa: BLE001
+        return None, "ERROR", _error_text(e)
+
+
+def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
+    """Run every case of a bench module; return (rows, {provider: why skipped})."""
+    rows, skipped = [], {}
+    for case in module.cases(device, quick):
+        problem = module.problem(case, device)
+        found, why = providers(problem, device, module.OP, wanted)
+        skipped.update(why)
+        case_rows = []
+        for name, fn in found:
+            for direction, (run, ref) in runners(fn, problem).items():
+                if log:
+                    log(f"  {case.name} {dtype_name(case.dtype)} {case.layout} {direction} {name}")
+                ms, check, notes = measure(run, ref, device)
+                nbytes = problem.bytes["fwd"] + problem.bytes["bwd"] if direction == "fwd+bwd" \
+                    else problem.bytes[direction]
+                gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None
+                case_rows.append({
+                    "op": module.OP, "device": device_name(device), "bytes": nbytes,
+                    "case": case.name, "dtype": dtype_name(case.dtype), "layout": case.layout,
+                    "direction": direction, "provider": name, "median_ms": ms, "GB/s": gbps,
+                    "%copy_BW": 100 * gbps / copy_bw if gbps else None, "speedup_vs_aten": None,
+                    "check": check, "notes": notes})
+        aten = {r["direction"]: r["median_ms"] for r in case_rows if r["provider"] == "aten"}
+        for r in case_rows:
+            if r["median_ms"] and aten.get(r["direction"]):
+                r["speedup_vs_aten"] = aten[r["direction"]] / r["median_ms"]
+        # Provider-major within a direction reads best: group rows by direction.
+        rows += sorted(case_rows, key=lambda r: DIRECTIONS.index(r["direction"]))
+        del problem, found
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def _fmt(key, value):
+    if value is None:
+        return ""
+    if key == "median_ms":
+        return f"{value:.4g}"
+    if key in ("GB/s", "%copy_BW"):
+        return f"{value:.1f}"
+    if key == "speedup_vs_aten":
+        return f"{value:.2f}x"
+    return str(value)
+
+
+def markdown_table(rows, columns=COLUMNS):
+    cells = [[_fmt(c, r[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = {"median_ms", "GB/s", "%copy_BW", "speedup_vs_aten"}
+
+    def line(values):
+        return "| " + " | ".join(v.rjust(w) if c in numeric else v.ljust(w)
+                                 for v, w, c in zip(values, widths, columns)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if c in numeric else ("-" * (w + 2))
+                          for w, c in zip(widths, columns)) + "|"
+    return "\n".join([line(columns), rule] + [line(row) for row in cells])
+
+
+def write_csv(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r[k] is None else f"{r[k]:.6g}" if isinstance(r[k], float)
+                                 else r[k]) for k in CSV_COLUMNS})
+
+
+def _git_describe():
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def environment(device, copy_bw, quick):
+    """The run's environment as (key, value) lines for the header and env.txt."""
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "not installed"
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        detail = f"{props.name}, {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}"
+    else:
+        detail = f"CPU ({platform.processor() or platform.machine()}), " \
+                 f"{torch.get_num_threads()} torch threads"
+    copy_size = "1 GiB" if device.type == "cuda" else "256 MiB"
+    return [
+        ("date", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
+        ("device", f"{device_name(device)} ({detail})"),
+        ("timing", "triton.testing.do_bench median" if device.type == "cuda"
+         else "timeit, median of 5 repeats"),
+        ("copy bandwidth", f"{copy_bw:.1f} GB/s (dst.copy_(src) of {copy_size}, 2*bytes/time)"),
+        ("torch", torch.__version__),
+        ("triton", triton_version),
+        ("python", platform.python_version()),
+        ("pydense", f"{pydense.__version__} (git {_git_describe()}), build {pydense.build_info()}"),
+        ("mode", "quick" if quick else "full"),
+        ("command", " ".join([os.path.basename(sys.executable), "-m", "benchmarks"] + sys.argv[1:])),
+    ]
+
+
+def write_env(path, env):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(f"{k}: {v}\n" for k, v in env)
+
+
+def layouts_and_dtypes(device, quick, gpu_dtypes: Sequence[torch.dtype] = (torch.bfloat16,
+                                                                             torch.float32)):
+    """The (dtype, layout) grid: both layouts; fp32 only on CPU or in quick mode."""
+    dtypes = gpu_dtypes if device.type == "cuda" and not quick else (torch.float32,)
+    return [(d, lay) for d in dtypes for lay in LAYOUTS]

@@ -17,7 +17,7 @@ import pydense
 from pydense import reference
 from pydense.ops import max_unpool as ops
 
-from conftest import backend_params, requires_cuda
+from conftest import CPU_BACKENDS, backend_params, requires_cuda
 
 BACKENDS = backend_params()
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -166,7 +166,7 @@ def test_output_size_range(device, backend, delta):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(2, 11), w=st.integers(2, 11),
        k=st.integers(1, 4), s=st.integers(1, 4), p=st.integers(0, 2), ceil=st.booleans(),
-       backend=st.sampled_from(["cpu", "triton"] if "triton" in pytest.importorskip("conftest").CPU_BACKENDS else ["cpu"]),
+       backend=st.sampled_from([b for b in CPU_BACKENDS if b != "torch"]),
        lay=st.sampled_from(LAYOUTS))
 def test_hypothesis_pool_unpool_roundtrip(n, c, h, w, k, s, p, ceil, backend, lay):
     """Any pool configuration: unpooling its indices matches the oracle and stock torch."""

@@ -19,14 +19,19 @@ $(VENV)/.deps-stamp:
 
 venv: $(VENV)/.deps-stamp
 
+SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h')
+
 # Editable install: compiles pydense._C (CPU kernels, and CUDA kernels for TORCH_CUDA_ARCH_LIST,
 # default 8.0;9.0 without a GPU). The full log, with ptxas -v resource lines, is kept in build/.
-build: venv
+build/.built: $(VENV)/.deps-stamp $(SOURCES)
 	@mkdir -p build
 	$(PY) -m pip install --no-build-isolation --no-deps -v -e . > build/build.log 2>&1 \
 		|| { tail -n 80 build/build.log; exit 1; }
 	@grep -A5 "pydense build configuration" build/build.log | sed 's/^ *//' | head -6
 	@$(PY) scripts/ptxas_summary.py build/build.log | tee build/ptxas.txt
+	@touch $@
+
+build: build/.built
 
 test: build
 	$(PY) -m pytest -ra

@@ -24,17 +24,18 @@ def compile_rows(module):
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_every_config_compiles_for_sm80_and_sm90(module):
+def test_every_config_compiles_for_sm80_and_sm90(module, capsys):
     import importlib
 
     mod = importlib.import_module(f"pydense.kernels.{module}")
     rows = compile_rows(module)
-    print(f"\nTriton AOT resource table: pydense.kernels.{module}")
-    print(f"{'kernel':<24} {'constexprs':<40} {'dtype':<5} {'target':<6} {'smem B':>7} "
-          f"{'regs':>5} {'spill B':>7}")
-    for r in rows:
-        print(f"{r['kernel']:<24} {json.dumps(r['constexprs']):<40} {r['dtype']:<5} {r['target']:<6} "
-              f"{r['shared_bytes']:>7} {r['registers']!s:>5} {r['spill_bytes']!s:>7}")
+    lines = [f"Triton AOT resource table: pydense.kernels.{module} (num_warps={mod.NUM_WARPS})",
+             f"{'kernel':<24} {'constexprs':<58} {'dtype':<5} {'target':<6} {'smem B':>7} "
+             f"{'regs':>5} {'spill B':>7}"]
+    lines += [f"{r['kernel']:<24} {json.dumps(r['constexprs']):<58} {r['dtype']:<5} {r['target']:<6} "
+              f"{r['shared_bytes']:>7} {r['registers']!s:>5} {r['spill_bytes']!s:>7}" for r in rows]
+    with capsys.disabled():  # the table belongs in the test log
+        print("\n" + "\n".join(lines))
     for name, constexprs in mod.CONFIGS:
         for target in ("sm_80", "sm_90"):
             hits = [r for r in rows if r["kernel"] == name and r["constexprs"] == constexprs

@@ -13,4 +13,6 @@ TORCH_LIBRARY(pydense, m) {
       "int[2] padding, bool gather, Tensor(a!) out) -> ()");
   // grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]; grad_input has the indices' shape.
   m.def("_max_unpool2d_bwd(Tensor grad_output, Tensor indices, Tensor(a!) grad_input) -> ()");
+  // pixel_shuffle (upscale=True) / pixel_unshuffle (upscale=False) of a 4-D input into out.
+  m.def("_pixel_shuffle(Tensor input, int factor, bool upscale, Tensor(a!) out) -> ()");
 }

@@ -23,6 +23,8 @@ All loads of half/bfloat16 data are moved, not computed on, so no fp32 conversio
 import triton
 import triton.language as tl
 
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+
 BLOCK = 1024
 NUM_WARPS = 8  # 4 elements per thread: ~60-70 registers in the int32 gather (see the AOT table)
 MAX_SPLITS = 16
@@ -38,33 +40,6 @@ CONFIGS = [
     ("_scatter_write_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
     ("_scatter_write_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
 ]
-
-
-@triton.jit
-def _decompose(l, C, H, W, CHANNELS_LAST: tl.constexpr):
-    """(n, c, h, w) of linear positions ``l`` in NCHW or NHWC memory order."""
-    if CHANNELS_LAST:
-        c = l % C
-        r = l // C
-        w = r % W
-        r = r // W
-        h = r % H
-        n = r // H
-    else:
-        w = l % W
-        r = l // W
-        h = r % H
-        r = r // H
-        c = r % C
-        n = r // C
-    return n, c, h, w
-
-
-@triton.jit
-def _positions(total, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
-    """This program's block of linear positions, int64 only when some tensor spans 2^31 elements."""
-    pid = tl.program_id(0).to(tl.int64 if INDEX_64 else tl.int32)
-    return pid * BLOCK + tl.arange(0, BLOCK)
 
 
 @triton.jit
@@ -176,17 +151,6 @@ def _backward_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2,
     tw = t - th * OW
     v = tl.load(go_ptr + n * gs0 + c * gs1 + th * gs2 + tw * gs3, mask=ok, other=0)
     tl.store(gi_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3, v, mask=live)
-
-
-def _is_channels_last(t):
-    import torch
-
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-
-
-def _needs_int64(*tensors):
-    """Whether some tensor's addressed span reaches 2^31 elements (then index math is int64)."""
-    return any(sum((d - 1) * st for d, st in zip(t.shape, t.stride())) >= 2**31 - 1 for t in tensors)
 
 
 def _plane_grid(planes, elements):

@@ -8,4 +8,9 @@ extension is not built).
 AUTO_BACKEND = {
     # Not yet measured on a GPU: Triton by default.
     "max_unpool2d": {"cuda": "triton", "cpu": "cpu"},
+    "pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
+    "pixel_unshuffle": {"cuda": "triton", "cpu": "cpu"},
 }
+
+# Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.
+MEASURED_AS = {"pixel_unshuffle": "pixel_shuffle"}

@@ -4,8 +4,9 @@ Every function takes a keyword-only ``backend`` ("auto", "triton", "cuda", "cpu"
 ``pydense._backend``.
 """
 from .ops import max_unpool as _max_unpool
+from .ops import pixel_shuffle as _pixel_shuffle
 
-__all__ = ["max_unpool2d"]
+__all__ = ["max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
@@ -53,3 +54,55 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     """
     return _max_unpool.unpool(input, indices, kernel_size, stride, padding, output_size,
                               backend=backend, check_indices=check_indices)
+
+
+def pixel_shuffle(input, upscale_factor, *, backend="auto"):
+    r"""Rearrange (*, C*r*r, H, W) into (*, C, H*r, W*r) (EDSR's and ESPCN's upsampler).
+
+    Same result as :func:`torch.nn.functional.pixel_shuffle`::
+
+        out[..., c, h*r + i, w*r + j] = input[..., c*r*r + i*r + j, h, w]
+
+    A pure permutation (one gather per output element, bitwise exact); its backward is
+    :func:`pixel_unshuffle` of the gradient.
+
+    Args:
+        input (Tensor): (*, C*r*r, H, W), float16/bfloat16/float32/float64; NCHW, channels_last
+            (kept in the output for 4-D input) or any strides.
+        upscale_factor (int): r > 0.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (*, C, H*r, W*r).
+
+    Example::
+
+        >>> x = torch.randn(16, 256, 48, 48)          # EDSR x2 upsampler: conv 64 -> 256 ...
+        >>> pydense.functional.pixel_shuffle(x, 2).shape   # ... then PixelShuffle(2)
+        torch.Size([16, 64, 96, 96])
+    """
+    return _pixel_shuffle.shuffle(input, upscale_factor, True, backend)
+
+
+def pixel_unshuffle(input, downscale_factor, *, backend="auto"):
+    r"""Rearrange (*, C, H*r, W*r) into (*, C*r*r, H, W): the inverse of :func:`pixel_shuffle`.
+
+    Same result as :func:`torch.nn.functional.pixel_unshuffle`::
+
+        out[..., c*r*r + i*r + j, h, w] = input[..., c, h*r + i, w*r + j]
+
+    Args:
+        input (Tensor): (*, C, H*r, W*r), floating point, any layout.
+        downscale_factor (int): r > 0; H and W must be divisible by it.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (*, C*r*r, H, W).
+
+    Example::
+
+        >>> x = torch.randn(1, 3, 8, 8)
+        >>> pydense.functional.pixel_unshuffle(x, 2).shape
+        torch.Size([1, 12, 4, 4])
+    """
+    return _pixel_shuffle.shuffle(input, downscale_factor, False, backend)

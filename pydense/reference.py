@@ -28,3 +28,23 @@ def max_unpool2d_backward(grad_output, indices):
     """grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]."""
     n, c = indices.shape[:2]
     return grad_output.reshape(n, c, -1).gather(2, indices.reshape(n, c, -1)).view(indices.shape)
+
+
+def pixel_shuffle(input, r):
+    """out[n, c, h*r + i, w*r + j] = input[n, c*r*r + i*r + j, h, w], by explicit loops over (i, j)."""
+    n, crr, h, w = input.shape
+    out = input.new_empty(n, crr // (r * r), h * r, w * r)
+    for i in range(r):
+        for j in range(r):
+            out[:, :, i::r, j::r] = input[:, (i * r + j)::(r * r)]
+    return out
+
+
+def pixel_unshuffle(input, r):
+    """out[n, c*r*r + i*r + j, h, w] = input[n, c, h*r + i, w*r + j], by explicit loops over (i, j)."""
+    n, c, hr, wr = input.shape
+    out = input.new_empty(n, c * r * r, hr // r, wr // r)
+    for i in range(r):
+        for j in range(r):
+            out[:, (i * r + j)::(r * r)] = input[:, :, i::r, j::r]
+    return out

@@ -33,6 +33,22 @@ requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 # Backends on CPU tensors: the C++ CPU kernels, Triton through the interpreter, stock torch.
 CPU_BACKENDS = ["cpu", "torch"] + (["triton"] if _backend.triton_interpret() else [])
 CUDA_BACKENDS = ["cuda", "triton", "torch"]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+LAYOUTS = ["nchw", "channels_last", "strided"]
+
+
+def layout(t, name):
+    """``t`` in the named memory layout (same values)."""
+    if name == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if name == "strided":  # H and W strides swapped: neither contiguous nor channels_last
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    return t.contiguous()
+
+
+def to(t, device, dtype=None, lay="nchw"):
+    """A fresh leaf copy of ``t`` on ``device`` in ``dtype`` and the named layout."""
+    return layout(t.to(device=device, dtype=dtype or t.dtype, copy=True), lay)
 
 
 def backend_params():

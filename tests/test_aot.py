@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.aot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["max_unpool"]
+MODULES = ["max_unpool", "pixel_shuffle"]
 
 
 def compile_rows(module):

@@ -17,11 +17,9 @@ import pydense
 from pydense import reference
 from pydense.ops import max_unpool as ops
 
-from conftest import CPU_BACKENDS, backend_params, requires_cuda
+from conftest import CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, requires_cuda, to
 
 BACKENDS = backend_params()
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-LAYOUTS = ["nchw", "channels_last", "strided"]
 
 # (N, C, H, W, kernel, stride, padding, ceil_mode): the unpooled size is (H, W).
 CONFIGS = {
@@ -34,15 +32,6 @@ CONFIGS = {
 }
 
 
-def layout(t, name):
-    """``t`` in the named memory layout (same values)."""
-    if name == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last)
-    if name == "strided":  # H-major-W-minor swapped: neither contiguous nor channels_last
-        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
-    return t.contiguous()
-
-
 def pooled_case(cfg, seed=0):
     """(pooled values, indices, (H, W)) in float64 on CPU, from a real max_pool2d."""
     n, c, h, w, k, s, p, ceil = cfg
@@ -50,10 +39,6 @@ def pooled_case(cfg, seed=0):
     x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
     y, idx = F.max_pool2d(x, k, s, p, ceil_mode=ceil, return_indices=True)
     return y, idx, (h, w)
-
-
-def to(t, device, dtype=None, lay="nchw"):
-    return layout(t.to(device=device, dtype=dtype or t.dtype, copy=True), lay)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)

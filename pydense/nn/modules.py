@@ -33,3 +33,38 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
 
     def extra_repr(self):
         return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class PixelShuffle(torch.nn.PixelShuffle):
+    """Drop-in :class:`torch.nn.PixelShuffle` computed by :func:`pydense.functional.pixel_shuffle`.
+
+    Example::
+
+        >>> up = pydense.nn.PixelShuffle(2)
+        >>> up(torch.randn(1, 256, 48, 48)).shape
+        torch.Size([1, 64, 96, 96])
+    """
+
+    def __init__(self, upscale_factor, *, backend="auto"):
+        super().__init__(upscale_factor)
+        self.backend = backend
+
+    def forward(self, input):
+        return functional.pixel_shuffle(input, self.upscale_factor, backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class PixelUnshuffle(torch.nn.PixelUnshuffle):
+    """Drop-in :class:`torch.nn.PixelUnshuffle` computed by :func:`pydense.functional.pixel_unshuffle`."""
+
+    def __init__(self, downscale_factor, *, backend="auto"):
+        super().__init__(downscale_factor)
+        self.backend = backend
+
+    def forward(self, input):
+        return functional.pixel_unshuffle(input, self.downscale_factor, backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"

@@ -1,0 +1,89 @@
+// CUDA kernel of pixel_shuffle / pixel_unshuffle: one gather over the output in its memory order
+// (coalesced writes), 32-bit index math when every tensor spans < 2^31 elements.
+// Index math: csrc/common/pixel_shuffle.h, shared with the CPU kernel.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../common/pixel_shuffle.h"
+#include "../common/pixel_shuffle_checks.h"
+
+namespace pydense {
+namespace pixel_shuffle {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename I>
+struct Strides4 {
+  I v[4];
+};
+
+template <typename scalar_t, typename I>
+__global__ void shuffle_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
+                               Strides4<I> xs, Strides4<I> os, I OC, I OH, I OW, I r, bool upscale,
+                               bool channels_last, I total) {
+  for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
+    I n, oc, oh, ow, rest = l;
+    if (channels_last) {
+      oc = rest % OC; rest /= OC;
+      ow = rest % OW; rest /= OW;
+      oh = rest % OH; n = rest / OH;
+    } else {
+      ow = rest % OW; rest /= OW;
+      oh = rest % OH; rest /= OH;
+      oc = rest % OC; n = rest / OC;
+    }
+    I c, h, w;
+    source(oc, oh, ow, r, upscale, c, h, w);
+    out[n * os.v[0] + oc * os.v[1] + oh * os.v[2] + ow * os.v[3]] =
+        x[n * xs.v[0] + c * xs.v[1] + h * xs.v[2] + w * xs.v[3]];
+  }
+}
+
+template <typename I>
+Strides4<I> strides_of(const at::Tensor& t) {
+  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
+}
+
+int64_t span(const at::Tensor& t) {
+  int64_t s = 1;
+  for (int d = 0; d < t.dim(); ++d) s += (t.size(d) - 1) * t.stride(d);
+  return s;
+}
+
+void pixel_shuffle_cuda(const at::Tensor& input, int64_t r, bool upscale, const at::Tensor& out) {
+  check_args(input, r, upscale, out);
+  const int64_t total = out.numel();
+  if (total == 0) return;
+  const c10::cuda::CUDAGuard guard(input.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool channels_last = out.stride(1) == 1 && out.size(1) > 1;
+  const bool narrow = std::max(span(input), span(out)) < int64_t(INT32_MAX);
+  const unsigned blocks =
+      unsigned(std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "pixel_shuffle_cuda", [&] {
+    const auto launch = [&](auto zero) {
+      using I = decltype(zero);
+      shuffle_kernel<scalar_t, I><<<blocks, kThreads, 0, stream>>>(
+          input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), strides_of<I>(input),
+          strides_of<I>(out), I(out.size(1)), I(out.size(2)), I(out.size(3)), I(r), upscale,
+          channels_last, I(total));
+    };
+    narrow ? launch(int32_t(0)) : launch(int64_t(0));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace
+}  // namespace pixel_shuffle
+}  // namespace pydense
+
+TORCH_LIBRARY_IMPL(pydense, CUDA, m) {
+  m.impl("_pixel_shuffle", &pydense::pixel_shuffle::pixel_shuffle_cuda);
+}

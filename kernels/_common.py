@@ -1,0 +1,40 @@
+"""Triton helpers shared by the op modules: linear-position decomposition and index width."""
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decompose(l, C, H, W, CHANNELS_LAST: tl.constexpr):
+    """(n, c, h, w) of linear positions ``l`` in NCHW or NHWC memory order."""
+    if CHANNELS_LAST:
+        c = l % C
+        r = l // C
+        w = r % W
+        r = r // W
+        h = r % H
+        n = r // H
+    else:
+        w = l % W
+        r = l // W
+        h = r % H
+        r = r // H
+        c = r % C
+        n = r // C
+    return n, c, h, w
+
+
+@triton.jit
+def _positions(total, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's block of linear positions, int64 only when some tensor spans 2^31 elements."""
+    pid = tl.program_id(0).to(tl.int64 if INDEX_64 else tl.int32)
+    return pid * BLOCK + tl.arange(0, BLOCK)
+
+
+def _is_channels_last(t):
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _needs_int64(*tensors):
+    """Whether some tensor's addressed span reaches 2^31 elements (then index math is int64)."""
+    return any(sum((d - 1) * st for d, st in zip(t.shape, t.stride())) >= 2**31 - 1 for t in tensors)

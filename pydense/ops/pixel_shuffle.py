@@ -1,0 +1,98 @@
+"""pixel_shuffle / pixel_unshuffle as torch.library ops: ``pydense::pixel_shuffle`` and
+``pydense::pixel_unshuffle``.
+
+Both are permutations; each op's backward is the other op on the gradient (same backend). The
+implementations allocate the output in the input's memory format and hand it to the backend:
+Triton (``pydense.kernels.pixel_shuffle``), the compiled C++ kernels
+(``torch.ops.pydense._pixel_shuffle``, csrc/cpu and csrc/cuda) or stock PyTorch.
+"""
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+from .max_unpool import out_memory_format
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def out_shape(shape, factor, upscale):
+    n, c, h, w = shape
+    if upscale:
+        return (n, c // (factor * factor), h * factor, w * factor)
+    return (n, c * factor * factor, h // factor, w // factor)
+
+
+def _run(input, factor, backend, upscale):
+    if backend == "torch":
+        fn = F.pixel_shuffle if upscale else F.pixel_unshuffle
+        return fn(input, factor).contiguous(memory_format=out_memory_format(input))
+    out = torch.empty(out_shape(input.shape, factor, upscale), dtype=input.dtype,
+                      device=input.device, memory_format=out_memory_format(input))
+    if backend == "triton":
+        from ..kernels import pixel_shuffle as kernels
+
+        kernels.shuffle(input, out, factor, upscale)
+    else:
+        torch.ops.pydense._pixel_shuffle(input, factor, upscale, out)
+    return out
+
+
+def _fake(input, factor, upscale):
+    return torch.empty(out_shape(input.shape, factor, upscale), dtype=input.dtype,
+                       device=input.device, memory_format=out_memory_format(input))
+
+
+@torch.library.custom_op("pydense::pixel_shuffle", mutates_args=())
+def pixel_shuffle_op(input: torch.Tensor, upscale_factor: int, backend: str) -> torch.Tensor:
+    """4-D pixel_shuffle with a concrete backend (see pydense.functional.pixel_shuffle)."""
+    return _run(input, upscale_factor, backend, True)
+
+
+@torch.library.custom_op("pydense::pixel_unshuffle", mutates_args=())
+def pixel_unshuffle_op(input: torch.Tensor, downscale_factor: int, backend: str) -> torch.Tensor:
+    """4-D pixel_unshuffle with a concrete backend (see pydense.functional.pixel_unshuffle)."""
+    return _run(input, downscale_factor, backend, False)
+
+
+pixel_shuffle_op.register_fake(lambda input, upscale_factor, backend: _fake(input, upscale_factor, True))
+pixel_unshuffle_op.register_fake(lambda input, downscale_factor, backend: _fake(input, downscale_factor, False))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.factor, ctx.backend = inputs[1], inputs[2]
+
+
+pixel_shuffle_op.register_autograd(
+    lambda ctx, grad: (pixel_unshuffle_op(grad, ctx.factor, ctx.backend), None, None),
+    setup_context=_setup_context)
+pixel_unshuffle_op.register_autograd(
+    lambda ctx, grad: (pixel_shuffle_op(grad, ctx.factor, ctx.backend), None, None),
+    setup_context=_setup_context)
+
+
+def shuffle(input, factor, upscale, backend="auto"):
+    """Validate, pick the backend, and call the op; ``input`` is (*, C, H, W) with * of any rank."""
+    op = "pixel_shuffle" if upscale else "pixel_unshuffle"
+    name = "upscale_factor" if upscale else "downscale_factor"
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.dim() < 3:
+        raise ValueError(f"{op}: input must have at least 3 dimensions (*, C, H, W), got shape "
+                         f"{tuple(input.shape)}")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
+                        f"got {input.dtype}")
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor <= 0:
+        raise ValueError(f"{op}: {name} must be a positive int, got {factor!r}")
+    c, h, w = input.shape[-3:]
+    if upscale and c % (factor * factor):
+        raise ValueError(f"{op}: the channel count {c} must be divisible by upscale_factor**2 = "
+                         f"{factor * factor}")
+    if not upscale and (h % factor or w % factor):
+        raise ValueError(f"{op}: height {h} and width {w} must be divisible by downscale_factor "
+                         f"{factor}")
+    backend = _backend.resolve(backend, input.device, op)
+    batch = input.shape[:-3]
+    x = input if input.dim() == 4 else input.reshape(-1, c, h, w)
+    out = (pixel_shuffle_op if upscale else pixel_unshuffle_op)(x, factor, backend)
+    return out if input.dim() == 4 else out.reshape(*batch, *out.shape[1:])

@@ -1,8 +1,9 @@
 """A small run of every CUDA and Triton kernel for compute-sanitizer (memcheck/racecheck).
 
-Covers the gather path, the scatter fix-up (out-of-window and duplicate indices), the general
+max_unpool2d: covers the gather path, the scatter fix-up (out-of-window and duplicate indices), the general
 scatter path, invalid indices with checks off (the device guard must drop them, never address
-them), channels_last and the backward, for each dtype.
+them), channels_last and the backward, for each dtype. pixel_shuffle/unshuffle: factors 1-3,
+both layouts, non-contiguous input, forward and backward.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -33,6 +34,13 @@ def main():
                 y3, idx3 = F.max_pool2d(x, 3, 2, padding=1, return_indices=True)
                 pydense.functional.max_unpool2d(y3, idx3, 3, 2, 1, output_size=x.shape[-2:],
                                                 backend=backend, check_indices=False)
+                for r in (1, 2, 3):
+                    s = torch.randn(2, 9 * r * r, 7, 5, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    up = pydense.functional.pixel_shuffle(s, r, backend=backend)
+                    up.backward(torch.randn_like(up))
+                    pydense.functional.pixel_unshuffle(s.detach()[..., :r * (7 // r), :r * (5 // r)], r,
+                                                       backend=backend)
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

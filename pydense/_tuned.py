@@ -10,6 +10,7 @@ AUTO_BACKEND = {
     "max_unpool2d": {"cuda": "triton", "cpu": "cpu"},
     "pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
     "pixel_unshuffle": {"cuda": "triton", "cpu": "cpu"},
+    "upsample_bilinear2d": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

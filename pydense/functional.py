@@ -5,8 +5,9 @@ Every function takes a keyword-only ``backend`` ("auto", "triton", "cuda", "cpu"
 """
 from .ops import max_unpool as _max_unpool
 from .ops import pixel_shuffle as _pixel_shuffle
+from .ops import upsample_bilinear as _upsample_bilinear
 
-__all__ = ["max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["interpolate", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
@@ -106,3 +107,44 @@ def pixel_unshuffle(input, downscale_factor, *, backend="auto"):
         torch.Size([1, 12, 4, 4])
     """
     return _pixel_shuffle.shuffle(input, downscale_factor, False, backend)
+
+
+def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=None,
+                recompute_scale_factor=None, antialias=False, *, backend="auto"):
+    r"""Bilinear upsampling/downsampling with PyTorch's exact semantics and a deterministic backward.
+
+    Same arguments and result as :func:`torch.nn.functional.interpolate` for ``mode="bilinear"``
+    on 4-D input: ``align_corners`` True or False, ``size`` or ``scale_factor`` (integer or
+    fractional, up or down, per axis), ``recompute_scale_factor``, PyTorch's source-index
+    formula and edge clamping. Other modes, ``antialias=True`` and other ranks are passed to
+    :func:`torch.nn.functional.interpolate` unchanged (with ``backend="auto"`` or ``"torch"``).
+
+    Accumulates in fp32 for half/bfloat16; the output keeps the input's memory format
+    (channels_last stays channels_last); any input strides.
+
+    The backward is a gather: each input-gradient element is computed once from the output
+    gradients whose stencil touches it, separable in h and w, with no atomics and a fixed order:
+    bitwise deterministic and usable under ``torch.use_deterministic_algorithms(True)`` (where
+    ATen's CUDA backward raises).
+
+    Args:
+        input (Tensor): (N, C, H, W), float16/bfloat16/float32/float64.
+        size (int or (int, int), optional): output size.
+        scale_factor (float or (float, float), optional): output = floor(input * scale_factor).
+        mode (str): "bilinear" runs pydense's kernels; anything else goes to torch.
+        align_corners (bool, optional): default False.
+        recompute_scale_factor (bool, optional): recompute the scale from the output size.
+        antialias (bool): True goes to torch.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (N, C, out_h, out_w).
+
+    Example::
+
+        >>> score = torch.randn(8, 21, 16, 16)
+        >>> pydense.functional.interpolate(score, size=(512, 512), align_corners=False).shape
+        torch.Size([8, 21, 512, 512])
+    """
+    return _upsample_bilinear.interpolate(input, size, scale_factor, mode, align_corners,
+                                          recompute_scale_factor, antialias, backend=backend)

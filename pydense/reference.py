@@ -48,3 +48,29 @@ def pixel_unshuffle(input, r):
         for j in range(r):
             out[:, (i * r + j)::(r * r)] = input[:, :, i::r, j::r]
     return out
+
+
+def bilinear_matrix(in_size, out_size, align_corners, scale=None):
+    """(out, in) float64 matrix of 1-D linear interpolation, from PyTorch's definition:
+    src = scale * o (align_corners) or max(scale * (o + 0.5) - 0.5, 0), scale = (in - 1) / (out - 1)
+    resp. 1 / scale_factor or in / out; taps floor(src) and floor(src) + 1 clamped to the edge."""
+    if align_corners:
+        s = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    else:
+        s = 1.0 / scale if scale else in_size / out_size
+    m = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for o in range(out_size):
+        src = s * o if align_corners else max(s * (o + 0.5) - 0.5, 0.0)
+        i0 = min(int(src), in_size - 1)
+        i1 = min(i0 + 1, in_size - 1)
+        lam = min(max(src - i0, 0.0), 1.0)
+        m[o, i0] += 1 - lam
+        m[o, i1] += lam
+    return m
+
+
+def upsample_bilinear2d(input, output_size, align_corners, scales=(None, None)):
+    """Bilinear upsampling of (N, C, H, W) as out = A_h @ x @ A_w^T (autograd gives the backward)."""
+    ah = bilinear_matrix(input.shape[-2], output_size[0], align_corners, scales[0]).to(input.device)
+    aw = bilinear_matrix(input.shape[-1], output_size[1], align_corners, scales[1]).to(input.device)
+    return torch.einsum("oh,nchw,pw->ncop", ah.to(input.dtype), input, aw.to(input.dtype))

@@ -1,4 +1,4 @@
 """Module twins of pydense.functional, drop-in subclasses of the torch.nn modules."""
-from .modules import MaxUnpool2d, PixelShuffle, PixelUnshuffle
+from .modules import MaxUnpool2d, PixelShuffle, PixelUnshuffle, Upsample
 
-__all__ = ["MaxUnpool2d", "PixelShuffle", "PixelUnshuffle"]
+__all__ = ["MaxUnpool2d", "PixelShuffle", "PixelUnshuffle", "Upsample"]

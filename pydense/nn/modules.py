@@ -68,3 +68,30 @@ class PixelUnshuffle(torch.nn.PixelUnshuffle):
 
     def extra_repr(self):
         return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class Upsample(torch.nn.Upsample):
+    """Drop-in :class:`torch.nn.Upsample` computed by :func:`pydense.functional.interpolate`.
+
+    Bilinear 4-D input runs pydense's kernels; other modes go to torch, as the function does.
+    ``UpsamplingBilinear2d`` is ``Upsample(mode="bilinear", align_corners=True)``.
+
+    Example::
+
+        >>> up = pydense.nn.Upsample(scale_factor=2, mode="bilinear")
+        >>> up(torch.randn(1, 64, 32, 32)).shape
+        torch.Size([1, 64, 64, 64])
+    """
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None, *, backend="auto"):
+        super().__init__(size, scale_factor, mode, align_corners, recompute_scale_factor)
+        self.backend = backend
+
+    def forward(self, input):
+        return functional.interpolate(input, self.size, self.scale_factor, self.mode,
+                                      self.align_corners, self.recompute_scale_factor,
+                                      backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"

@@ -1,0 +1,120 @@
+// CPU kernels of bilinear upsampling: forward gather, backward gather over the input (no
+// scatter, fixed order: deterministic). Arithmetic: csrc/common/upsample_bilinear.h.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+
+#include "../common/upsample_bilinear.h"
+#include "../common/upsample_bilinear_checks.h"
+
+namespace pydense {
+namespace upsample_bilinear {
+namespace {
+
+void forward_cpu(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
+                 const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
+  check_pair(input, out, "input and out");
+  const int64_t N = out.size(0), C = out.size(1), OH = out.size(2), OW = out.size(3);
+  check_table(h_idx, at::kInt, OH, "h_idx", input);
+  check_table(h_lam, at::kFloat, OH, "h_lam", input);
+  check_table(w_idx, at::kInt, OW, "w_idx", input);
+  check_table(w_lam, at::kFloat, OW, "w_lam", input);
+  if (out.numel() == 0) return;
+  const int32_t* hi = h_idx.const_data_ptr<int32_t>();
+  const int32_t* wi = w_idx.const_data_ptr<int32_t>();
+  const float* hl = h_lam.const_data_ptr<float>();
+  const float* wl = w_lam.const_data_ptr<float>();
+  const int64_t xs0 = input.stride(0), xs1 = input.stride(1), xs2 = input.stride(2), xs3 = input.stride(3);
+  const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2), os3 = out.stride(3);
+  const bool channels_last = os1 == 1 && C > 1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    const auto one = [&](int64_t n, int64_t c, int64_t oh, int64_t ow) {
+      const scalar_t* p = x + n * xs0 + c * xs1;
+      const int64_t r0 = hi[oh] * xs2, r1 = hi[OH + oh] * xs2;
+      const int64_t c0 = wi[ow] * xs3, c1 = wi[OW + ow] * xs3;
+      o[n * os0 + c * os1 + oh * os2 + ow * os3] = scalar_t(blend<acc_t>(
+          acc_t(p[r0 + c0]), acc_t(p[r0 + c1]), acc_t(p[r1 + c0]), acc_t(p[r1 + c1]), hl[oh],
+          hl[OH + oh], wl[ow], wl[OW + ow]));
+    };
+    if (channels_last) {
+      at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
+          for (int64_t ow = 0; ow < OW; ++ow)
+            for (int64_t c = 0; c < C; ++c) one(r / OH, c, r % OH, ow);
+      });
+    } else {
+      at::parallel_for(0, N * C * OH, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
+          for (int64_t ow = 0; ow < OW; ++ow) one(r / (C * OH), (r / OH) % C, r % OH, ow);
+      });
+    }
+  });
+}
+
+void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const at::Tensor& h_lam,
+                  const at::Tensor& h_rng, const at::Tensor& w_idx, const at::Tensor& w_lam,
+                  const at::Tensor& w_rng, const at::Tensor& grad_input) {
+  check_pair(grad_input, grad_output, "grad_input and grad_output");
+  const int64_t N = grad_input.size(0), C = grad_input.size(1), H = grad_input.size(2),
+                W = grad_input.size(3), OH = grad_output.size(2), OW = grad_output.size(3);
+  check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
+  check_table(h_lam, at::kFloat, OH, "h_lam", grad_output);
+  check_table(h_rng, at::kInt, H, "h_rng", grad_output);
+  check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
+  check_table(w_lam, at::kFloat, OW, "w_lam", grad_output);
+  check_table(w_rng, at::kInt, W, "w_rng", grad_output);
+  if (grad_input.numel() == 0) return;
+  const int32_t* hi = h_idx.const_data_ptr<int32_t>();
+  const int32_t* wi = w_idx.const_data_ptr<int32_t>();
+  const int32_t* hr = h_rng.const_data_ptr<int32_t>();
+  const int32_t* wr = w_rng.const_data_ptr<int32_t>();
+  const float* hl = h_lam.const_data_ptr<float>();
+  const float* wl = w_lam.const_data_ptr<float>();
+  const int64_t gs0 = grad_output.stride(0), gs1 = grad_output.stride(1),
+                gs2 = grad_output.stride(2), gs3 = grad_output.stride(3);
+  const int64_t xs0 = grad_input.stride(0), xs1 = grad_input.stride(1),
+                xs2 = grad_input.stride(2), xs3 = grad_input.stride(3);
+  const bool channels_last = xs1 == 1 && C > 1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "upsample_bilinear2d_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    const auto one = [&](int64_t n, int64_t c, int64_t ih, int64_t iw) {
+      const scalar_t* p = g + n * gs0 + c * gs1;
+      acc_t acc = 0;
+      for (int64_t oh = hr[ih]; oh < hr[H + ih]; ++oh) {
+        acc_t row = 0;
+        for (int64_t ow = wr[iw]; ow < wr[W + iw]; ++ow)
+          row += acc_t(tap_weight(ow, iw, wi, wl, OW)) * acc_t(p[oh * gs2 + ow * gs3]);
+        acc += acc_t(tap_weight(oh, ih, hi, hl, OH)) * row;
+      }
+      gi[n * xs0 + c * xs1 + ih * xs2 + iw * xs3] = scalar_t(acc);
+    };
+    if (channels_last) {
+      at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
+          for (int64_t iw = 0; iw < W; ++iw)
+            for (int64_t c = 0; c < C; ++c) one(r / H, c, r % H, iw);
+      });
+    } else {
+      at::parallel_for(0, N * C * H, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
+          for (int64_t iw = 0; iw < W; ++iw) one(r / (C * H), (r / H) % C, r % H, iw);
+      });
+    }
+  });
+}
+
+}  // namespace
+}  // namespace upsample_bilinear
+}  // namespace pydense
+
+TORCH_LIBRARY_IMPL(pydense, CPU, m) {
+  m.impl("_upsample_bilinear2d_fwd", &pydense::upsample_bilinear::forward_cpu);
+  m.impl("_upsample_bilinear2d_bwd", &pydense::upsample_bilinear::backward_cpu);
+}

@@ -1,0 +1,167 @@
+// CUDA kernels of bilinear upsampling: forward gather (one thread per output element, coalesced
+// writes in the output's memory order) and backward gather over the input (one thread per input
+// element, no atomics, fixed order: bitwise deterministic). 32-bit index math when every tensor
+// spans < 2^31 elements. Arithmetic: csrc/common/upsample_bilinear.h (shared with the CPU kernels).
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../common/upsample_bilinear.h"
+#include "../common/upsample_bilinear_checks.h"
+
+namespace pydense {
+namespace upsample_bilinear {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename I>
+struct Strides4 {
+  I v[4];
+};
+
+template <typename I>
+Strides4<I> strides_of(const at::Tensor& t) {
+  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
+}
+
+template <typename I>
+__device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last, I& n, I& c, I& h,
+                                          I& w) {
+  if (channels_last) {
+    c = l % C; l /= C;
+    w = l % W; l /= W;
+    h = l % H; n = l / H;
+  } else {
+    w = l % W; l /= W;
+    h = l % H; l /= H;
+    c = l % C; n = l / C;
+  }
+}
+
+template <typename scalar_t, typename I>
+__global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
+                               const int32_t* __restrict__ hi, const float* __restrict__ hl,
+                               const int32_t* __restrict__ wi, const float* __restrict__ wl,
+                               Strides4<I> xs, Strides4<I> os, I C, I OH, I OW, bool channels_last,
+                               I total) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
+    I n, c, oh, ow;
+    decompose(l, C, OH, OW, channels_last, n, c, oh, ow);
+    const scalar_t* p = x + n * xs.v[0] + c * xs.v[1];
+    const I r0 = hi[oh] * xs.v[2], r1 = hi[OH + oh] * xs.v[2];
+    const I c0 = wi[ow] * xs.v[3], c1 = wi[OW + ow] * xs.v[3];
+    out[n * os.v[0] + c * os.v[1] + oh * os.v[2] + ow * os.v[3]] = scalar_t(blend<acc_t>(
+        acc_t(p[r0 + c0]), acc_t(p[r0 + c1]), acc_t(p[r1 + c0]), acc_t(p[r1 + c1]), hl[oh],
+        hl[OH + oh], wl[ow], wl[OW + ow]));
+  }
+}
+
+template <typename scalar_t, typename I>
+__global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __restrict__ gi,
+                                const int32_t* __restrict__ hi, const float* __restrict__ hl,
+                                const int32_t* __restrict__ hr, const int32_t* __restrict__ wi,
+                                const float* __restrict__ wl, const int32_t* __restrict__ wr,
+                                Strides4<I> gs, Strides4<I> xs, I C, I H, I W, I OH, I OW,
+                                bool channels_last, I total) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
+    I n, c, ih, iw;
+    decompose(l, C, H, W, channels_last, n, c, ih, iw);
+    const scalar_t* p = g + n * gs.v[0] + c * gs.v[1];
+    acc_t acc = 0;
+    for (I oh = hr[ih]; oh < hr[H + ih]; ++oh) {
+      acc_t row = 0;
+      for (I ow = wr[iw]; ow < wr[W + iw]; ++ow)
+        row += acc_t(tap_weight(ow, iw, wi, wl, OW)) * acc_t(p[oh * gs.v[2] + ow * gs.v[3]]);
+      acc += acc_t(tap_weight(oh, ih, hi, hl, OH)) * row;
+    }
+    gi[n * xs.v[0] + c * xs.v[1] + ih * xs.v[2] + iw * xs.v[3]] = scalar_t(acc);
+  }
+}
+
+int64_t span(const at::Tensor& t) {
+  int64_t s = 1;
+  for (int d = 0; d < t.dim(); ++d) s += (t.size(d) - 1) * t.stride(d);
+  return s;
+}
+
+unsigned blocks_for(int64_t total) {
+  return unsigned(std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
+}
+
+bool is_channels_last(const at::Tensor& t) { return t.stride(1) == 1 && t.size(1) > 1; }
+
+void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
+                  const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
+  check_pair(input, out, "input and out");
+  const int64_t C = out.size(1), OH = out.size(2), OW = out.size(3), total = out.numel();
+  check_table(h_idx, at::kInt, OH, "h_idx", input);
+  check_table(h_lam, at::kFloat, OH, "h_lam", input);
+  check_table(w_idx, at::kInt, OW, "w_idx", input);
+  check_table(w_lam, at::kFloat, OW, "w_lam", input);
+  if (total == 0) return;
+  const c10::cuda::CUDAGuard guard(input.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool narrow = std::max(span(input), span(out)) < int64_t(INT32_MAX);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cuda", [&] {
+    const auto launch = [&](auto zero) {
+      using I = decltype(zero);
+      forward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+          input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<float>(),
+          w_idx.const_data_ptr<int32_t>(), w_lam.const_data_ptr<float>(), strides_of<I>(input),
+          strides_of<I>(out), I(C), I(OH), I(OW), is_channels_last(out), I(total));
+    };
+    narrow ? launch(int32_t(0)) : launch(int64_t(0));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void backward_cuda(const at::Tensor& grad_output, const at::Tensor& h_idx, const at::Tensor& h_lam,
+                   const at::Tensor& h_rng, const at::Tensor& w_idx, const at::Tensor& w_lam,
+                   const at::Tensor& w_rng, const at::Tensor& grad_input) {
+  check_pair(grad_input, grad_output, "grad_input and grad_output");
+  const int64_t C = grad_input.size(1), H = grad_input.size(2), W = grad_input.size(3),
+                OH = grad_output.size(2), OW = grad_output.size(3), total = grad_input.numel();
+  check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
+  check_table(h_lam, at::kFloat, OH, "h_lam", grad_output);
+  check_table(h_rng, at::kInt, H, "h_rng", grad_output);
+  check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
+  check_table(w_lam, at::kFloat, OW, "w_lam", grad_output);
+  check_table(w_rng, at::kInt, W, "w_rng", grad_output);
+  if (total == 0) return;
+  const c10::cuda::CUDAGuard guard(grad_output.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool narrow = std::max(span(grad_input), span(grad_output)) < int64_t(INT32_MAX);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "upsample_bilinear2d_backward_cuda", [&] {
+    const auto launch = [&](auto zero) {
+      using I = decltype(zero);
+      backward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+          grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
+          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<float>(),
+          h_rng.const_data_ptr<int32_t>(), w_idx.const_data_ptr<int32_t>(),
+          w_lam.const_data_ptr<float>(), w_rng.const_data_ptr<int32_t>(),
+          strides_of<I>(grad_output), strides_of<I>(grad_input), I(C), I(H), I(W), I(OH), I(OW),
+          is_channels_last(grad_input), I(total));
+    };
+    narrow ? launch(int32_t(0)) : launch(int64_t(0));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace
+}  // namespace upsample_bilinear
+}  // namespace pydense
+
+TORCH_LIBRARY_IMPL(pydense, CUDA, m) {
+  m.impl("_upsample_bilinear2d_fwd", &pydense::upsample_bilinear::forward_cuda);
+  m.impl("_upsample_bilinear2d_bwd", &pydense::upsample_bilinear::backward_cuda);
+}

@@ -1,0 +1,121 @@
+"""Triton kernels of bilinear upsampling (``F.interpolate(mode="bilinear")``), forward and backward.
+
+Per axis the caller passes tables built once per call (``pydense.ops.upsample_bilinear``) with
+PyTorch's source-index formula: for output index o, ``idx[0, o] = i0``, ``idx[1, o] = i1`` (the
+two input taps, i1 = i0 + 1 clamped) and ``lam[0, o] = l0``, ``lam[1, o] = l1`` (their weights);
+for input index i, ``rng[0, i], rng[1, i]`` = the range of output indices whose taps include i.
+
+Forward (a gather over the output)::
+
+    out[n, c, oh, ow] = sum_{a, b in {0, 1}} lam_h[a, oh] * lam_w[b, ow] * x[n, c, idx_h[a, oh], idx_w[b, ow]]
+
+Backward (a gather over the input: no atomics, a fixed summation order, bitwise deterministic)::
+
+    grad_x[n, c, ih, iw] = sum_{oh in rng_h(ih)} sum_{ow in rng_w(iw)} wh(oh, ih) * ww(ow, iw) * g[n, c, oh, ow]
+    wh(oh, ih) = lam_h[0, oh] * (idx_h[0, oh] == ih) + lam_h[1, oh] * (idx_h[1, oh] == ih)
+
+The loops run to ``MAXH``/``MAXW`` (an upper bound of the range lengths, a runtime scalar) with
+masks. All arithmetic is in fp32 (half/bf16 are converted right after loading).
+"""
+import triton
+import triton.language as tl
+
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+
+BLOCK = 512
+NUM_WARPS = 4
+
+CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "BLOCK": BLOCK})
+           for name in ("_forward_kernel", "_backward_kernel") for cl in (False, True)
+           for i64 in (False, True)]
+
+
+@triton.jit
+def _forward_kernel(x_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
+                    xs0, xs1, xs2, xs3, os0, os1, os2, os3, C, OH, OW, total,
+                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    l = _positions(total, INDEX_64, BLOCK)
+    live = l < total
+    n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
+    h0 = tl.load(hidx_ptr + oh, mask=live, other=0)
+    h1 = tl.load(hidx_ptr + OH + oh, mask=live, other=0)
+    lh0 = tl.load(hlam_ptr + oh, mask=live, other=0.0)
+    lh1 = tl.load(hlam_ptr + OH + oh, mask=live, other=0.0)
+    w0 = tl.load(widx_ptr + ow, mask=live, other=0)
+    w1 = tl.load(widx_ptr + OW + ow, mask=live, other=0)
+    lw0 = tl.load(wlam_ptr + ow, mask=live, other=0.0)
+    lw1 = tl.load(wlam_ptr + OW + ow, mask=live, other=0.0)
+    base = x_ptr + n * xs0 + c * xs1
+    x00 = tl.load(base + h0 * xs2 + w0 * xs3, mask=live, other=0.0).to(tl.float32)
+    x01 = tl.load(base + h0 * xs2 + w1 * xs3, mask=live, other=0.0).to(tl.float32)
+    x10 = tl.load(base + h1 * xs2 + w0 * xs3, mask=live, other=0.0).to(tl.float32)
+    x11 = tl.load(base + h1 * xs2 + w1 * xs3, mask=live, other=0.0).to(tl.float32)
+    v = lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
+    tl.store(out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3,
+             v.to(out_ptr.dtype.element_ty), mask=live)
+
+
+@triton.jit
+def _tap_weight(idx_ptr, lam_ptr, o, i, OUT, mask):
+    """Weight of input index ``i`` in output ``o``'s two taps (0 where it is neither)."""
+    i0 = tl.load(idx_ptr + o, mask=mask, other=-1)
+    i1 = tl.load(idx_ptr + OUT + o, mask=mask, other=-1)
+    l0 = tl.load(lam_ptr + o, mask=mask, other=0.0)
+    l1 = tl.load(lam_ptr + OUT + o, mask=mask, other=0.0)
+    return tl.where(i0 == i, l0, 0.0) + tl.where(i1 == i, l1, 0.0)
+
+
+@triton.jit
+def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wlam_ptr, wrng_ptr,
+                     gs0, gs1, gs2, gs3, xs0, xs1, xs2, xs3, C, H, W, OH, OW, MAXH, MAXW, total,
+                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    l = _positions(total, INDEX_64, BLOCK)
+    live = l < total
+    n, c, ih, iw = _decompose(l, C, H, W, CHANNELS_LAST)
+    h_start = tl.load(hrng_ptr + ih, mask=live, other=0)
+    h_end = tl.load(hrng_ptr + H + ih, mask=live, other=0)
+    w_start = tl.load(wrng_ptr + iw, mask=live, other=0)
+    w_end = tl.load(wrng_ptr + W + iw, mask=live, other=0)
+    base = go_ptr + n * gs0 + c * gs1
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for k in range(0, MAXH):
+        oh = h_start + k
+        mh = live & (oh < h_end)
+        wh = _tap_weight(hidx_ptr, hlam_ptr, oh, ih, OH, mh)
+        row = tl.zeros([BLOCK], dtype=tl.float32)
+        for m in range(0, MAXW):
+            ow = w_start + m
+            mw = mh & (ow < w_end)
+            ww = _tap_weight(widx_ptr, wlam_ptr, ow, iw, OW, mw)
+            g = tl.load(base + oh * gs2 + ow * gs3, mask=mw, other=0.0).to(tl.float32)
+            row += ww * g
+        acc += wh * row
+    tl.store(gi_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3,
+             acc.to(gi_ptr.dtype.element_ty), mask=live)
+
+
+def forward(input, out, h_idx, h_lam, w_idx, w_lam):
+    """Write the bilinear upsampling of ``input`` into ``out`` (both 4-D) from the axis tables."""
+    total = out.numel()
+    if total == 0:
+        return out
+    _forward_kernel[(triton.cdiv(total, BLOCK),)](
+        input, out, h_idx, h_lam, w_idx, w_lam, *input.stride(), *out.stride(),
+        out.shape[1], out.shape[2], out.shape[3], total,
+        CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, out), BLOCK=BLOCK,
+        num_warps=NUM_WARPS)
+    return out
+
+
+def backward(grad_output, grad_input, h_tables, w_tables, max_h, max_w):
+    """Write the input gradient into ``grad_input`` (4-D) from the axis tables (idx, lam, rng)."""
+    total = grad_input.numel()
+    if total == 0:
+        return grad_input
+    _, C, H, W = grad_input.shape
+    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    _backward_kernel[(triton.cdiv(total, BLOCK),)](
+        grad_output, grad_input, *h_tables, *w_tables, *grad_output.stride(), *grad_input.stride(),
+        C, H, W, OH, OW, max_h, max_w, total, CHANNELS_LAST=_is_channels_last(grad_input),
+        INDEX_64=_needs_int64(grad_output, grad_input), BLOCK=BLOCK, num_warps=NUM_WARPS)
+    return grad_input

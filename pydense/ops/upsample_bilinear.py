@@ -1,0 +1,194 @@
+"""Bilinear upsampling as torch.library ops: ``pydense::upsample_bilinear2d`` and its backward.
+
+Every backend consumes the same per-axis tables (:func:`axis_tables`): built once per call with
+PyTorch's source-index formula (``area_pixel_compute_scale`` / ``area_pixel_compute_source_index``,
+in fp32 as ATen's kernels compute them), so all backends pick the same taps and weights. The
+backward is a gather over the input (see ``kernels/upsample_bilinear.py``): no atomics, no
+zero-fill, a fixed summation order, so it is bitwise deterministic and runs under
+``torch.use_deterministic_algorithms(True)``.
+"""
+import math
+import numbers
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+from .max_unpool import out_memory_format
+
+OP = "interpolate"
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def axis_scale(in_size, out_size, align_corners, scale):
+    """ATen's area_pixel_compute_scale in fp32; ``scale`` is the user's scale factor or None."""
+    f32 = np.float32
+    if align_corners:
+        return f32(in_size - 1) / f32(out_size - 1) if out_size > 1 else f32(0)
+    if scale is not None and scale > 0:
+        return f32(1.0 / scale)
+    return f32(in_size) / f32(out_size)
+
+
+def axis_tables(in_size, out_size, align_corners, scale, device):
+    """Per-axis tables ``(idx, lam, rng, max_len)``.
+
+    idx: int32 (2, out): the two input taps of each output index; lam: fp32 (2, out): their
+    weights; rng: int32 (2, in): for each input index the range [start, end) of output indices
+    whose taps include it; max_len: an upper bound of end - start (no device sync needed).
+    """
+    s = axis_scale(in_size, out_size, align_corners, scale)
+    o = torch.arange(out_size, device=device, dtype=torch.float32)
+    src = o * float(s) if align_corners else ((o + 0.5) * float(s) - 0.5).clamp_min(0)
+    i0 = src.floor().to(torch.int32).clamp_max(in_size - 1)
+    i1 = torch.where(i0 < in_size - 1, i0 + 1, i0)
+    l1 = (src - i0).clamp(0, 1)
+    i = torch.arange(in_size, device=device, dtype=torch.int32)
+    start = torch.searchsorted(i1, i, right=False)  # first output whose i1 >= i
+    end = torch.searchsorted(i0, i, right=True)     # first output whose i0 > i
+    # Taps of input i have src in [i - 1, i + 1): at most 2 / s + 1 outputs (+1 for rounding).
+    max_len = min(out_size, int(2 / s) + 2) if s > 0 else out_size
+    return (torch.stack([i0, i1]), torch.stack([1 - l1, l1]),
+            torch.stack([start, end]).to(torch.int32), max_len)
+
+
+def _scale_arg(s):
+    return None if s <= 0 else s
+
+
+@torch.library.custom_op("pydense::upsample_bilinear2d", mutates_args=())
+def upsample_bilinear2d(input: torch.Tensor, output_size: Sequence[int], align_corners: bool,
+                        scale_h: float, scale_w: float, backend: str) -> torch.Tensor:
+    """4-D bilinear upsampling with a concrete backend; scale_h/scale_w <= 0 mean "none"."""
+    oh, ow = output_size
+    if backend == "torch":
+        out = torch.ops.aten.upsample_bilinear2d.default(input, [oh, ow], align_corners,
+                                                         _scale_arg(scale_h), _scale_arg(scale_w))
+        return out.contiguous(memory_format=out_memory_format(input))
+    n, c, h, w = input.shape
+    h_idx, h_lam, _, _ = axis_tables(h, oh, align_corners, _scale_arg(scale_h), input.device)
+    w_idx, w_lam, _, _ = axis_tables(w, ow, align_corners, _scale_arg(scale_w), input.device)
+    out = torch.empty((n, c, oh, ow), dtype=input.dtype, device=input.device,
+                      memory_format=out_memory_format(input))
+    if backend == "triton":
+        from ..kernels import upsample_bilinear as kernels
+
+        kernels.forward(input, out, h_idx, h_lam, w_idx, w_lam)
+    else:
+        torch.ops.pydense._upsample_bilinear2d_fwd(input, h_idx, h_lam, w_idx, w_lam, out)
+    return out
+
+
+@upsample_bilinear2d.register_fake
+def _(input, output_size, align_corners, scale_h, scale_w, backend):
+    n, c = input.shape[:2]
+    return torch.empty((n, c, *output_size), dtype=input.dtype, device=input.device,
+                       memory_format=out_memory_format(input))
+
+
+@torch.library.custom_op("pydense::upsample_bilinear2d_backward", mutates_args=())
+def upsample_bilinear2d_backward(grad_output: torch.Tensor, input_size: Sequence[int],
+                                 align_corners: bool, scale_h: float, scale_w: float,
+                                 backend: str, channels_last: bool) -> torch.Tensor:
+    """Input gradient of upsample_bilinear2d (a deterministic gather); input_size is (N, C, H, W)."""
+    n, c, h, w = input_size
+    oh, ow = grad_output.shape[-2:]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if backend == "torch":
+        g = torch.ops.aten.upsample_bilinear2d_backward.default(
+            grad_output, [oh, ow], list(input_size), align_corners, _scale_arg(scale_h),
+            _scale_arg(scale_w))
+        return g.contiguous(memory_format=fmt)
+    h_tab = axis_tables(h, oh, align_corners, _scale_arg(scale_h), grad_output.device)
+    w_tab = axis_tables(w, ow, align_corners, _scale_arg(scale_w), grad_output.device)
+    grad_input = torch.empty((n, c, h, w), dtype=grad_output.dtype, device=grad_output.device,
+                             memory_format=fmt)
+    if backend == "triton":
+        from ..kernels import upsample_bilinear as kernels
+
+        kernels.backward(grad_output, grad_input, h_tab[:3], w_tab[:3], h_tab[3], w_tab[3])
+    else:
+        torch.ops.pydense._upsample_bilinear2d_bwd(grad_output, *h_tab[:3], *w_tab[:3], grad_input)
+    return grad_input
+
+
+@upsample_bilinear2d_backward.register_fake
+def _(grad_output, input_size, align_corners, scale_h, scale_w, backend, channels_last):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(tuple(input_size), dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=fmt)
+
+
+def _setup_context(ctx, inputs, output):
+    input, _, ctx.align_corners, ctx.scale_h, ctx.scale_w, ctx.backend = inputs
+    ctx.input_size = list(input.shape)
+    ctx.channels_last = out_memory_format(input) == torch.channels_last
+
+
+def _backward(ctx, grad):
+    g = upsample_bilinear2d_backward(grad, ctx.input_size, ctx.align_corners, ctx.scale_h,
+                                     ctx.scale_w, ctx.backend, ctx.channels_last)
+    return g, None, None, None, None, None
+
+
+upsample_bilinear2d.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _pair(value, name, kind):
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"{OP}: {name} must have 2 elements for 4-D input, got {value!r}")
+        values = tuple(value)
+    else:
+        values = (value, value)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, kind):
+            raise TypeError(f"{OP}: {name} must be {'an int' if kind is numbers.Integral else 'a number'}"
+                            f" or a pair of them, got {value!r}")
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"{OP}: {name} must be positive and finite, got {value!r}")
+    return values
+
+
+def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=None,
+                recompute_scale_factor=None, antialias=False, *, backend="auto"):
+    """Validate and dispatch (see pydense.functional.interpolate)."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
+    if mode != "bilinear" or antialias or input.dim() != 4:
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"{OP}: backend={backend!r} implements mode='bilinear' without "
+                             f"antialias on 4-D input; use backend='auto' or 'torch' for mode={mode!r}"
+                             f", antialias={antialias}, {input.dim()}-D input")
+        return F.interpolate(input, size, scale_factor, mode, align_corners,
+                             recompute_scale_factor, antialias)
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{OP}: input dtype must be one of float16, bfloat16, float32, float64, "
+                        f"got {input.dtype}")
+    if min(input.shape[-2:]) <= 0:
+        raise ValueError(f"{OP}: input height and width must be positive, got {tuple(input.shape)}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{OP}: exactly one of size or scale_factor must be given, got "
+                         f"size={size!r}, scale_factor={scale_factor!r}")
+    if align_corners is None:
+        align_corners = False
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"{OP}: align_corners must be a bool or None, got {align_corners!r}")
+    h, w = input.shape[-2:]
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError(f"{OP}: recompute_scale_factor is not meaningful with an explicit size")
+        out_hw = _pair(size, "size", numbers.Integral)
+        scales = (-1.0, -1.0)
+    else:
+        factors = _pair(scale_factor, "scale_factor", numbers.Real)
+        out_hw = (int(h * factors[0]), int(w * factors[1]))
+        if min(out_hw) <= 0:
+            raise ValueError(f"{OP}: scale_factor {scale_factor!r} gives an empty output {out_hw} for "
+                             f"input size {(h, w)}")
+        scales = (-1.0, -1.0) if recompute_scale_factor else tuple(float(f) for f in factors)
+    backend = _backend.resolve(backend, input.device, "upsample_bilinear2d")
+    return upsample_bilinear2d(input, [int(v) for v in out_hw], align_corners, scales[0],
+                               scales[1], backend)

@@ -2,7 +2,8 @@
 
 Per axis the caller passes tables built once per call (``pydense.ops.upsample_bilinear``) with
 PyTorch's source-index formula: for output index o, ``idx[0, o] = i0``, ``idx[1, o] = i1`` (the
-two input taps, i1 = i0 + 1 clamped) and ``lam[0, o] = l0``, ``lam[1, o] = l1`` (their weights);
+two input taps, i1 = i0 + 1 clamped) and ``lam[0, o] = l0``, ``lam[1, o] = l1`` (their weights,
+in the accumulation type);
 for input index i, ``rng[0, i], rng[1, i]`` = the range of output indices whose taps include i.
 
 Forward (a gather over the output)::
@@ -15,8 +16,9 @@ Backward (a gather over the input: no atomics, a fixed summation order, bitwise 
     wh(oh, ih) = lam_h[0, oh] * (idx_h[0, oh] == ih) + lam_h[1, oh] * (idx_h[1, oh] == ih)
 
 The loops run to ``MAXH``/``MAXW`` (an upper bound of the range lengths, a runtime scalar) with
-masks. All arithmetic is in fp32 (half/bf16 are converted right after loading).
+masks. Arithmetic is in fp32 (half/bf16 converted right after loading), fp64 for fp64 data.
 """
+import torch
 import triton
 import triton.language as tl
 
@@ -25,31 +27,35 @@ from ._common import _decompose, _is_channels_last, _needs_int64, _positions
 BLOCK = 512
 NUM_WARPS = 4
 
-CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "BLOCK": BLOCK})
+# (kernel, constexprs[, data dtypes]): fp64 data accumulates in fp64, everything else in fp32.
+CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "ACC_FP64": fp64, "BLOCK": BLOCK},
+            ("fp64",) if fp64 else ("fp32", "fp16", "bf16"))
            for name in ("_forward_kernel", "_backward_kernel") for cl in (False, True)
-           for i64 in (False, True)]
+           for i64 in (False, True) for fp64 in (False, True)]
 
 
 @triton.jit
 def _forward_kernel(x_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
                     xs0, xs1, xs2, xs3, os0, os1, os2, os3, C, OH, OW, total,
-                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, ACC_FP64: tl.constexpr,
+                    BLOCK: tl.constexpr):
+    acc: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
     h0 = tl.load(hidx_ptr + oh, mask=live, other=0)
     h1 = tl.load(hidx_ptr + OH + oh, mask=live, other=0)
-    lh0 = tl.load(hlam_ptr + oh, mask=live, other=0.0)
-    lh1 = tl.load(hlam_ptr + OH + oh, mask=live, other=0.0)
+    lh0 = tl.load(hlam_ptr + oh, mask=live, other=0.0).to(acc)
+    lh1 = tl.load(hlam_ptr + OH + oh, mask=live, other=0.0).to(acc)
     w0 = tl.load(widx_ptr + ow, mask=live, other=0)
     w1 = tl.load(widx_ptr + OW + ow, mask=live, other=0)
-    lw0 = tl.load(wlam_ptr + ow, mask=live, other=0.0)
-    lw1 = tl.load(wlam_ptr + OW + ow, mask=live, other=0.0)
+    lw0 = tl.load(wlam_ptr + ow, mask=live, other=0.0).to(acc)
+    lw1 = tl.load(wlam_ptr + OW + ow, mask=live, other=0.0).to(acc)
     base = x_ptr + n * xs0 + c * xs1
-    x00 = tl.load(base + h0 * xs2 + w0 * xs3, mask=live, other=0.0).to(tl.float32)
-    x01 = tl.load(base + h0 * xs2 + w1 * xs3, mask=live, other=0.0).to(tl.float32)
-    x10 = tl.load(base + h1 * xs2 + w0 * xs3, mask=live, other=0.0).to(tl.float32)
-    x11 = tl.load(base + h1 * xs2 + w1 * xs3, mask=live, other=0.0).to(tl.float32)
+    x00 = tl.load(base + h0 * xs2 + w0 * xs3, mask=live, other=0.0).to(acc)
+    x01 = tl.load(base + h0 * xs2 + w1 * xs3, mask=live, other=0.0).to(acc)
+    x10 = tl.load(base + h1 * xs2 + w0 * xs3, mask=live, other=0.0).to(acc)
+    x11 = tl.load(base + h1 * xs2 + w1 * xs3, mask=live, other=0.0).to(acc)
     v = lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
     tl.store(out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3,
              v.to(out_ptr.dtype.element_ty), mask=live)
@@ -68,7 +74,9 @@ def _tap_weight(idx_ptr, lam_ptr, o, i, OUT, mask):
 @triton.jit
 def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wlam_ptr, wrng_ptr,
                      gs0, gs1, gs2, gs3, xs0, xs1, xs2, xs3, C, H, W, OH, OW, MAXH, MAXW, total,
-                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, ACC_FP64: tl.constexpr,
+                     BLOCK: tl.constexpr):
+    acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, c, ih, iw = _decompose(l, C, H, W, CHANNELS_LAST)
@@ -77,17 +85,17 @@ def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wla
     w_start = tl.load(wrng_ptr + iw, mask=live, other=0)
     w_end = tl.load(wrng_ptr + W + iw, mask=live, other=0)
     base = go_ptr + n * gs0 + c * gs1
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    acc = tl.zeros([BLOCK], dtype=acc_t)
     for k in range(0, MAXH):
         oh = h_start + k
         mh = live & (oh < h_end)
-        wh = _tap_weight(hidx_ptr, hlam_ptr, oh, ih, OH, mh)
-        row = tl.zeros([BLOCK], dtype=tl.float32)
+        wh = _tap_weight(hidx_ptr, hlam_ptr, oh, ih, OH, mh).to(acc_t)
+        row = tl.zeros([BLOCK], dtype=acc_t)
         for m in range(0, MAXW):
             ow = w_start + m
             mw = mh & (ow < w_end)
-            ww = _tap_weight(widx_ptr, wlam_ptr, ow, iw, OW, mw)
-            g = tl.load(base + oh * gs2 + ow * gs3, mask=mw, other=0.0).to(tl.float32)
+            ww = _tap_weight(widx_ptr, wlam_ptr, ow, iw, OW, mw).to(acc_t)
+            g = tl.load(base + oh * gs2 + ow * gs3, mask=mw, other=0.0).to(acc_t)
             row += ww * g
         acc += wh * row
     tl.store(gi_ptr + n * xs0 + c * xs1 + ih * xs2 + iw * xs3,
@@ -102,8 +110,8 @@ def forward(input, out, h_idx, h_lam, w_idx, w_lam):
     _forward_kernel[(triton.cdiv(total, BLOCK),)](
         input, out, h_idx, h_lam, w_idx, w_lam, *input.stride(), *out.stride(),
         out.shape[1], out.shape[2], out.shape[3], total,
-        CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, out), BLOCK=BLOCK,
-        num_warps=NUM_WARPS)
+        CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, out),
+        ACC_FP64=input.dtype == torch.float64, BLOCK=BLOCK, num_warps=NUM_WARPS)
     return out
 
 
@@ -117,5 +125,6 @@ def backward(grad_output, grad_input, h_tables, w_tables, max_h, max_w):
     _backward_kernel[(triton.cdiv(total, BLOCK),)](
         grad_output, grad_input, *h_tables, *w_tables, *grad_output.stride(), *grad_input.stride(),
         C, H, W, OH, OW, max_h, max_w, total, CHANNELS_LAST=_is_channels_last(grad_input),
-        INDEX_64=_needs_int64(grad_output, grad_input), BLOCK=BLOCK, num_warps=NUM_WARPS)
+        INDEX_64=_needs_int64(grad_output, grad_input), ACC_FP64=grad_input.dtype == torch.float64,
+        BLOCK=BLOCK, num_warps=NUM_WARPS)
     return grad_input

@@ -4,13 +4,13 @@ Run as a script (the Triton interpreter must be off, so tests call it in a subpr
 
     python tests/triton_aot.py max_unpool [--targets 80,90] [--dtypes fp32,fp16,bf16]
 
-For each (kernel, constexprs) in ``pydense.kernels.<module>.CONFIGS``, each data dtype and each
+For each (kernel, constexprs[, dtypes]) in ``pydense.kernels.<module>.CONFIGS``, each data dtype and each
 target it runs ``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))`` and then
 ``ptxas -v`` on the PTX for registers and spills. Prints one JSON row per compile.
 
-Signature convention: ``*_ptr`` arguments are data pointers of the tested dtype, except
-``idx_ptr`` (int64 indices) and ``flags_ptr``/``winner_ptr`` (int32 workspaces); every other
-runtime argument is an i32 scalar (shapes and strides below 2^31).
+Signature convention: ``*_ptr`` arguments are data pointers of the tested dtype, except those in
+POINTER_TYPES (indices, workspaces, tables); every other runtime argument is an i32 scalar
+(shapes and strides below 2^31).
 """
 import argparse
 import importlib
@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 
-POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32"}
+POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32",
+                 "hidx_ptr": "*i32", "widx_ptr": "*i32", "hrng_ptr": "*i32", "wrng_ptr": "*i32",
+                 "hlam_ptr": "acc", "wlam_ptr": "acc"}  # acc: the accumulation type of the data
 
 
 def signature(fn, dtype):
@@ -30,7 +32,8 @@ def signature(fn, dtype):
         if p.is_constexpr:
             sig[p.name] = "constexpr"
         elif p.name.endswith("_ptr"):
-            sig[p.name] = POINTER_TYPES.get(p.name, "*" + dtype)
+            kind = POINTER_TYPES.get(p.name, "*" + dtype)
+            sig[p.name] = ("*fp64" if dtype == "fp64" else "*fp32") if kind == "acc" else kind
         else:
             sig[p.name] = "i32"
     return sig
@@ -66,9 +69,9 @@ def main():
 
     mod = importlib.import_module(f"pydense.kernels.{args.module}")
     seen = set()
-    for name, constexprs in mod.CONFIGS:
+    for name, constexprs, *only in mod.CONFIGS:  # an optional third element limits the dtypes
         fn = getattr(mod, name)
-        for dtype in args.dtypes.split(","):
+        for dtype in only[0] if only else args.dtypes.split(","):
             sig = signature(fn, dtype)
             key = (name, tuple(sorted(constexprs.items())), tuple(sig.values()))
             if key in seen:  # kernels without data pointers compile once

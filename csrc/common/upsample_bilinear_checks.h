@@ -7,6 +7,11 @@
 namespace pydense {
 namespace upsample_bilinear {
 
+// The weight tables' dtype: the data's accumulation type (fp64 for fp64 data, else fp32).
+inline at::ScalarType lam_type(const at::Tensor& data) {
+  return data.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 inline void check_table(const at::Tensor& t, at::ScalarType dtype, int64_t len, const char* name,
                         const at::Tensor& like) {
   TORCH_CHECK(t.scalar_type() == dtype && t.dim() == 2 && t.size(0) == 2 && t.size(1) == len &&

@@ -18,19 +18,19 @@ void forward_cpu(const at::Tensor& input, const at::Tensor& h_idx, const at::Ten
   check_pair(input, out, "input and out");
   const int64_t N = out.size(0), C = out.size(1), OH = out.size(2), OW = out.size(3);
   check_table(h_idx, at::kInt, OH, "h_idx", input);
-  check_table(h_lam, at::kFloat, OH, "h_lam", input);
+  check_table(h_lam, lam_type(input), OH, "h_lam", input);
   check_table(w_idx, at::kInt, OW, "w_idx", input);
-  check_table(w_lam, at::kFloat, OW, "w_lam", input);
+  check_table(w_lam, lam_type(input), OW, "w_lam", input);
   if (out.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();
-  const float* hl = h_lam.const_data_ptr<float>();
-  const float* wl = w_lam.const_data_ptr<float>();
   const int64_t xs0 = input.stride(0), xs1 = input.stride(1), xs2 = input.stride(2), xs3 = input.stride(3);
   const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2), os3 = out.stride(3);
   const bool channels_last = os1 == 1 && C > 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const acc_t* hl = h_lam.const_data_ptr<acc_t>();
+    const acc_t* wl = w_lam.const_data_ptr<acc_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const auto one = [&](int64_t n, int64_t c, int64_t oh, int64_t ow) {
@@ -63,18 +63,16 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
   const int64_t N = grad_input.size(0), C = grad_input.size(1), H = grad_input.size(2),
                 W = grad_input.size(3), OH = grad_output.size(2), OW = grad_output.size(3);
   check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
-  check_table(h_lam, at::kFloat, OH, "h_lam", grad_output);
+  check_table(h_lam, lam_type(grad_output), OH, "h_lam", grad_output);
   check_table(h_rng, at::kInt, H, "h_rng", grad_output);
   check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
-  check_table(w_lam, at::kFloat, OW, "w_lam", grad_output);
+  check_table(w_lam, lam_type(grad_output), OW, "w_lam", grad_output);
   check_table(w_rng, at::kInt, W, "w_rng", grad_output);
   if (grad_input.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();
   const int32_t* hr = h_rng.const_data_ptr<int32_t>();
   const int32_t* wr = w_rng.const_data_ptr<int32_t>();
-  const float* hl = h_lam.const_data_ptr<float>();
-  const float* wl = w_lam.const_data_ptr<float>();
   const int64_t gs0 = grad_output.stride(0), gs1 = grad_output.stride(1),
                 gs2 = grad_output.stride(2), gs3 = grad_output.stride(3);
   const int64_t xs0 = grad_input.stride(0), xs1 = grad_input.stride(1),
@@ -82,6 +80,8 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
   const bool channels_last = xs1 == 1 && C > 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "upsample_bilinear2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const acc_t* hl = h_lam.const_data_ptr<acc_t>();
+    const acc_t* wl = w_lam.const_data_ptr<acc_t>();
     const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     const auto one = [&](int64_t n, int64_t c, int64_t ih, int64_t iw) {
@@ -90,8 +90,8 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
       for (int64_t oh = hr[ih]; oh < hr[H + ih]; ++oh) {
         acc_t row = 0;
         for (int64_t ow = wr[iw]; ow < wr[W + iw]; ++ow)
-          row += acc_t(tap_weight(ow, iw, wi, wl, OW)) * acc_t(p[oh * gs2 + ow * gs3]);
-        acc += acc_t(tap_weight(oh, ih, hi, hl, OH)) * row;
+          row += tap_weight(ow, iw, wi, wl, OW) * acc_t(p[oh * gs2 + ow * gs3]);
+        acc += tap_weight(oh, ih, hi, hl, OH) * row;
       }
       gi[n * xs0 + c * xs1 + ih * xs2 + iw * xs3] = scalar_t(acc);
     };

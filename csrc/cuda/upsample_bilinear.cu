@@ -45,13 +45,12 @@ __device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last
   }
 }
 
-template <typename scalar_t, typename I>
+template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                               const int32_t* __restrict__ hi, const float* __restrict__ hl,
-                               const int32_t* __restrict__ wi, const float* __restrict__ wl,
+                               const int32_t* __restrict__ hi, const acc_t* __restrict__ hl,
+                               const int32_t* __restrict__ wi, const acc_t* __restrict__ wl,
                                Strides4<I> xs, Strides4<I> os, I C, I OH, I OW, bool channels_last,
                                I total) {
-  using acc_t = at::opmath_type<scalar_t>;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, oh, ow;
     decompose(l, C, OH, OW, channels_last, n, c, oh, ow);
@@ -64,14 +63,13 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restr
   }
 }
 
-template <typename scalar_t, typename I>
+template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
 __global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __restrict__ gi,
-                                const int32_t* __restrict__ hi, const float* __restrict__ hl,
+                                const int32_t* __restrict__ hi, const acc_t* __restrict__ hl,
                                 const int32_t* __restrict__ hr, const int32_t* __restrict__ wi,
-                                const float* __restrict__ wl, const int32_t* __restrict__ wr,
+                                const acc_t* __restrict__ wl, const int32_t* __restrict__ wr,
                                 Strides4<I> gs, Strides4<I> xs, I C, I H, I W, I OH, I OW,
                                 bool channels_last, I total) {
-  using acc_t = at::opmath_type<scalar_t>;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, ih, iw;
     decompose(l, C, H, W, channels_last, n, c, ih, iw);
@@ -80,8 +78,8 @@ __global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __rest
     for (I oh = hr[ih]; oh < hr[H + ih]; ++oh) {
       acc_t row = 0;
       for (I ow = wr[iw]; ow < wr[W + iw]; ++ow)
-        row += acc_t(tap_weight(ow, iw, wi, wl, OW)) * acc_t(p[oh * gs.v[2] + ow * gs.v[3]]);
-      acc += acc_t(tap_weight(oh, ih, hi, hl, OH)) * row;
+        row += tap_weight(ow, iw, wi, wl, OW) * acc_t(p[oh * gs.v[2] + ow * gs.v[3]]);
+      acc += tap_weight(oh, ih, hi, hl, OH) * row;
     }
     gi[n * xs.v[0] + c * xs.v[1] + ih * xs.v[2] + iw * xs.v[3]] = scalar_t(acc);
   }
@@ -104,9 +102,9 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Te
   check_pair(input, out, "input and out");
   const int64_t C = out.size(1), OH = out.size(2), OW = out.size(3), total = out.numel();
   check_table(h_idx, at::kInt, OH, "h_idx", input);
-  check_table(h_lam, at::kFloat, OH, "h_lam", input);
+  check_table(h_lam, lam_type(input), OH, "h_lam", input);
   check_table(w_idx, at::kInt, OW, "w_idx", input);
-  check_table(w_lam, at::kFloat, OW, "w_lam", input);
+  check_table(w_lam, lam_type(input), OW, "w_lam", input);
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -116,8 +114,9 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Te
       using I = decltype(zero);
       forward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<float>(),
-          w_idx.const_data_ptr<int32_t>(), w_lam.const_data_ptr<float>(), strides_of<I>(input),
+          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<at::opmath_type<scalar_t>>(),
+          w_idx.const_data_ptr<int32_t>(), w_lam.const_data_ptr<at::opmath_type<scalar_t>>(),
+          strides_of<I>(input),
           strides_of<I>(out), I(C), I(OH), I(OW), is_channels_last(out), I(total));
     };
     narrow ? launch(int32_t(0)) : launch(int64_t(0));
@@ -132,10 +131,10 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& h_idx, const
   const int64_t C = grad_input.size(1), H = grad_input.size(2), W = grad_input.size(3),
                 OH = grad_output.size(2), OW = grad_output.size(3), total = grad_input.numel();
   check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
-  check_table(h_lam, at::kFloat, OH, "h_lam", grad_output);
+  check_table(h_lam, lam_type(grad_output), OH, "h_lam", grad_output);
   check_table(h_rng, at::kInt, H, "h_rng", grad_output);
   check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
-  check_table(w_lam, at::kFloat, OW, "w_lam", grad_output);
+  check_table(w_lam, lam_type(grad_output), OW, "w_lam", grad_output);
   check_table(w_rng, at::kInt, W, "w_rng", grad_output);
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(grad_output.device());
@@ -146,9 +145,9 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& h_idx, const
       using I = decltype(zero);
       backward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
-          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<float>(),
+          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<at::opmath_type<scalar_t>>(),
           h_rng.const_data_ptr<int32_t>(), w_idx.const_data_ptr<int32_t>(),
-          w_lam.const_data_ptr<float>(), w_rng.const_data_ptr<int32_t>(),
+          w_lam.const_data_ptr<at::opmath_type<scalar_t>>(), w_rng.const_data_ptr<int32_t>(),
           strides_of<I>(grad_output), strides_of<I>(grad_input), I(C), I(H), I(W), I(OH), I(OW),
           is_channels_last(grad_input), I(total));
     };

@@ -2,7 +2,8 @@
 
 Every backend consumes the same per-axis tables (:func:`axis_tables`): built once per call with
 PyTorch's source-index formula (``area_pixel_compute_scale`` / ``area_pixel_compute_source_index``,
-in fp32 as ATen's kernels compute them), so all backends pick the same taps and weights. The
+in the accumulation type as ATen computes them: fp32, fp64 for fp64 data), so all backends pick
+the same taps and weights. The
 backward is a gather over the input (see ``kernels/upsample_bilinear.py``): no atomics, no
 zero-fill, a fixed summation order, so it is bitwise deterministic and runs under
 ``torch.use_deterministic_algorithms(True)``.
@@ -22,25 +23,30 @@ OP = "interpolate"
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def axis_scale(in_size, out_size, align_corners, scale):
-    """ATen's area_pixel_compute_scale in fp32; ``scale`` is the user's scale factor or None."""
-    f32 = np.float32
+def acc_dtype(dtype):
+    """The accumulation (and weight) type: fp64 for fp64 data, else fp32 (ATen's opmath type)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def axis_scale(in_size, out_size, align_corners, scale, dtype=torch.float32):
+    """ATen's area_pixel_compute_scale in ``dtype`` (fp32 or fp64); ``scale``: the user's factor or None."""
+    f = np.float64 if dtype == torch.float64 else np.float32
     if align_corners:
-        return f32(in_size - 1) / f32(out_size - 1) if out_size > 1 else f32(0)
+        return f(in_size - 1) / f(out_size - 1) if out_size > 1 else f(0)
     if scale is not None and scale > 0:
-        return f32(1.0 / scale)
-    return f32(in_size) / f32(out_size)
+        return f(1.0 / scale)
+    return f(in_size) / f(out_size)
 
 
-def axis_tables(in_size, out_size, align_corners, scale, device):
-    """Per-axis tables ``(idx, lam, rng, max_len)``.
+def axis_tables(in_size, out_size, align_corners, scale, device, dtype=torch.float32):
+    """Per-axis tables ``(idx, lam, rng, max_len)``, computed in ``dtype`` (fp32, or fp64 for fp64 data).
 
-    idx: int32 (2, out): the two input taps of each output index; lam: fp32 (2, out): their
+    idx: int32 (2, out): the two input taps of each output index; lam: ``dtype`` (2, out): their
     weights; rng: int32 (2, in): for each input index the range [start, end) of output indices
     whose taps include it; max_len: an upper bound of end - start (no device sync needed).
     """
-    s = axis_scale(in_size, out_size, align_corners, scale)
-    o = torch.arange(out_size, device=device, dtype=torch.float32)
+    s = axis_scale(in_size, out_size, align_corners, scale, dtype)
+    o = torch.arange(out_size, device=device, dtype=dtype)
     src = o * float(s) if align_corners else ((o + 0.5) * float(s) - 0.5).clamp_min(0)
     i0 = src.floor().to(torch.int32).clamp_max(in_size - 1)
     i1 = torch.where(i0 < in_size - 1, i0 + 1, i0)
@@ -48,8 +54,10 @@ def axis_tables(in_size, out_size, align_corners, scale, device):
     i = torch.arange(in_size, device=device, dtype=torch.int32)
     start = torch.searchsorted(i1, i, right=False)  # first output whose i1 >= i
     end = torch.searchsorted(i0, i, right=True)     # first output whose i0 > i
-    # Taps of input i have src in [i - 1, i + 1): at most 2 / s + 1 outputs (+1 for rounding).
-    max_len = min(out_size, int(2 / s) + 2) if s > 0 else out_size
+    # Taps of input i have src in [i - 1, i + 1); with align_corners=False the outputs whose src
+    # was clamped to 0 (raw src in [-0.5, 0)) also carry input 1 as a zero-weight tap. So a range
+    # spans raw src of length <= 2.5: at most 2.5 / s + 1 outputs (+1 for rounding).
+    max_len = min(out_size, int(2.5 / s) + 2) if s > 0 else out_size
     return (torch.stack([i0, i1]), torch.stack([1 - l1, l1]),
             torch.stack([start, end]).to(torch.int32), max_len)
 
@@ -68,8 +76,9 @@ def upsample_bilinear2d(input: torch.Tensor, output_size: Sequence[int], align_c
                                                          _scale_arg(scale_h), _scale_arg(scale_w))
         return out.contiguous(memory_format=out_memory_format(input))
     n, c, h, w = input.shape
-    h_idx, h_lam, _, _ = axis_tables(h, oh, align_corners, _scale_arg(scale_h), input.device)
-    w_idx, w_lam, _, _ = axis_tables(w, ow, align_corners, _scale_arg(scale_w), input.device)
+    acc = acc_dtype(input.dtype)
+    h_idx, h_lam, _, _ = axis_tables(h, oh, align_corners, _scale_arg(scale_h), input.device, acc)
+    w_idx, w_lam, _, _ = axis_tables(w, ow, align_corners, _scale_arg(scale_w), input.device, acc)
     out = torch.empty((n, c, oh, ow), dtype=input.dtype, device=input.device,
                       memory_format=out_memory_format(input))
     if backend == "triton":
@@ -101,8 +110,9 @@ def upsample_bilinear2d_backward(grad_output: torch.Tensor, input_size: Sequence
             grad_output, [oh, ow], list(input_size), align_corners, _scale_arg(scale_h),
             _scale_arg(scale_w))
         return g.contiguous(memory_format=fmt)
-    h_tab = axis_tables(h, oh, align_corners, _scale_arg(scale_h), grad_output.device)
-    w_tab = axis_tables(w, ow, align_corners, _scale_arg(scale_w), grad_output.device)
+    acc = acc_dtype(grad_output.dtype)
+    h_tab = axis_tables(h, oh, align_corners, _scale_arg(scale_h), grad_output.device, acc)
+    w_tab = axis_tables(w, ow, align_corners, _scale_arg(scale_w), grad_output.device, acc)
     grad_input = torch.empty((n, c, h, w), dtype=grad_output.dtype, device=grad_output.device,
                              memory_format=fmt)
     if backend == "triton":

@@ -22,6 +22,9 @@ def main(argv=None):
                         choices=("cuda", "cpu"), help="default: cuda when available")
     parser.add_argument("--out", default=common.RESULTS_DIR,
                         help="results root; files go to OUT/<device>/ (default: benchmarks/results)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's); 1 gives steadier CPU timings "
+                             "on a shared machine")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each measurement")
     args = parser.parse_args(argv)
 
@@ -33,6 +36,8 @@ def main(argv=None):
             parser.error(f"unknown {name}(s) {unknown}; choose from {list(known)}")
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
     start = time.perf_counter()
     copy_bw = common.copy_bandwidth(device)

@@ -73,6 +73,7 @@ class Problem:
     ``grad_inputs`` are the inputs differentiated in "bwd"; ``grad_output`` the upstream gradient.
     ``ref_out``/``ref_grads`` are the float64 CPU oracle's output and input gradients.
     ``bytes`` maps "fwd" and "bwd" to modelled bytes moved ("fwd+bwd" is their sum).
+    ``tolerance`` is the rtol = atol of the oracle check: 0 (exact) for ops that only move data.
     """
     inputs: Tuple[torch.Tensor, ...]
     grad_inputs: Tuple[torch.Tensor, ...]
@@ -82,6 +83,7 @@ class Problem:
     ref_out: torch.Tensor
     ref_grads: Tuple[torch.Tensor, ...]
     bytes: Dict[str, int]
+    tolerance: float = 0.0
 
 
 def dtype_name(dtype):
@@ -189,8 +191,9 @@ def _error_text(e, limit=160):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def measure(run, ref, device):
-    """Check ``run()`` against the oracle ``ref`` exactly, then time it: (ms, check, notes)."""
+def measure(run, ref, device, tolerance=0.0):
+    """Check ``run()`` against the oracle ``ref`` (rtol = atol = ``tolerance``), then time it:
+    (ms, check, notes)."""
     try:
         got = run()
         if device.type == "cuda":
@@ -198,7 +201,7 @@ def measure(run, ref, device):
     except Exception as e:  # noqa: BLE001 - any provider failure is reported, not fatal
         return None, "ERROR", _error_text(e)
     try:
-        torch.testing.assert_close(_as_float64(got), ref, atol=0, rtol=0)
+        torch.testing.assert_close(_as_float64(got), ref, atol=tolerance, rtol=tolerance)
     except AssertionError as e:
         return None, "FAILED", _error_text(e)
     del got
@@ -220,7 +223,7 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
             for direction, (run, ref) in runners(fn, problem).items():
                 if log:
                     log(f"  {case.name} {dtype_name(case.dtype)} {case.layout} {direction} {name}")
-                ms, check, notes = measure(run, ref, device)
+                ms, check, notes = measure(run, ref, device, problem.tolerance)
                 nbytes = problem.bytes["fwd"] + problem.bytes["bwd"] if direction == "fwd+bwd" \
                     else problem.bytes[direction]
                 gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None

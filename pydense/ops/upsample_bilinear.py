@@ -8,6 +8,7 @@ backward is a gather over the input (see ``kernels/upsample_bilinear.py``): no a
 zero-fill, a fixed summation order, so it is bitwise deterministic and runs under
 ``torch.use_deterministic_algorithms(True)``.
 """
+import functools
 import math
 import numbers
 from typing import Sequence
@@ -38,8 +39,13 @@ def axis_scale(in_size, out_size, align_corners, scale, dtype=torch.float32):
     return f(in_size) / f(out_size)
 
 
+@functools.lru_cache(maxsize=256)
 def axis_tables(in_size, out_size, align_corners, scale, device, dtype=torch.float32):
     """Per-axis tables ``(idx, lam, rng, max_len)``, computed in ``dtype`` (fp32, or fp64 for fp64 data).
+
+    Cached per (sizes, align_corners, scale, device, dtype): a model reuses a handful of
+    geometries, and rebuilding the tables would cost ~20 tiny kernel launches per call. The
+    kernels only read them.
 
     idx: int32 (2, out): the two input taps of each output index; lam: ``dtype`` (2, out): their
     weights; rng: int32 (2, in): for each input index the range [start, end) of output indices

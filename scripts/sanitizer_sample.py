@@ -3,7 +3,8 @@
 max_unpool2d: covers the gather path, the scatter fix-up (out-of-window and duplicate indices), the general
 scatter path, invalid indices with checks off (the device guard must drop them, never address
 them), channels_last and the backward, for each dtype. pixel_shuffle/unshuffle: factors 1-3,
-both layouts, non-contiguous input, forward and backward.
+both layouts, non-contiguous input, forward and backward. interpolate (bilinear): up, down,
+align_corners, fractional scale factors, forward and backward.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -41,6 +42,12 @@ def main():
                     up.backward(torch.randn_like(up))
                     pydense.functional.pixel_unshuffle(s.detach()[..., :r * (7 // r), :r * (5 // r)], r,
                                                        backend=backend)
+                for kw in (dict(size=(37, 29)), dict(size=(5, 4), align_corners=True),
+                           dict(scale_factor=(2.5, 8.0)), dict(scale_factor=0.4)):
+                    b = torch.randn(2, 3, 11, 9, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    up = pydense.functional.interpolate(b, mode="bilinear", backend=backend, **kw)
+                    up.backward(torch.randn_like(up))
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

@@ -55,4 +55,6 @@ def problem(case, device):
         pydense=lambda backend: (lambda t: pydense.functional.interpolate(
             t, size=size, mode="bilinear", align_corners=align, backend=backend)),
         ref_out=ref.detach(), ref_grads=(ref_grad,), bytes={"fwd": nbytes, "bwd": nbytes},
-        tolerance=1e-4 if case.dtype == torch.float32 else 2e-2)
+        # fp32 source indices (ATen's too) round at ~1e-4 on 1000-pixel axes: the exact float64
+        # oracle then differs by up to ~1e-3 for every provider, ATen included.
+        tolerance=2e-3 if case.dtype == torch.float32 else 2e-2)

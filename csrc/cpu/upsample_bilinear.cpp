@@ -6,6 +6,9 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "../common/upsample_bilinear.h"
 #include "../common/upsample_bilinear_checks.h"
 
@@ -77,7 +80,8 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
                 gs2 = grad_output.stride(2), gs3 = grad_output.stride(3);
   const int64_t xs0 = grad_input.stride(0), xs1 = grad_input.stride(1),
                 xs2 = grad_input.stride(2), xs3 = grad_input.stride(3);
-  const bool channels_last = xs1 == 1 && C > 1;
+  // The channels-innermost path needs unit channel strides on both sides.
+  const bool channels_last = xs1 == 1 && gs1 == 1 && C > 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "upsample_bilinear2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t* hl = h_lam.const_data_ptr<acc_t>();
@@ -96,10 +100,28 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
       gi[n * xs0 + c * xs1 + ih * xs2 + iw * xs3] = scalar_t(acc);
     };
     if (channels_last) {
+      // Channels innermost: each stencil element is one contiguous run of C gradients. Same
+      // summation nesting as one() (row sums over ow, then weighted by wh), so same results.
       at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r)
-          for (int64_t iw = 0; iw < W; ++iw)
-            for (int64_t c = 0; c < C; ++c) one(r / H, c, r % H, iw);
+        std::vector<acc_t> acc(C), row(C);
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t n = r / H, ih = r % H;
+          for (int64_t iw = 0; iw < W; ++iw) {
+            std::fill(acc.begin(), acc.end(), acc_t(0));
+            for (int64_t oh = hr[ih]; oh < hr[H + ih]; ++oh) {
+              std::fill(row.begin(), row.end(), acc_t(0));
+              for (int64_t ow = wr[iw]; ow < wr[W + iw]; ++ow) {
+                const acc_t ww = tap_weight(ow, iw, wi, wl, OW);
+                const scalar_t* p = g + n * gs0 + oh * gs2 + ow * gs3;
+                for (int64_t c = 0; c < C; ++c) row[c] += ww * acc_t(p[c]);
+              }
+              const acc_t wh = tap_weight(oh, ih, hi, hl, OH);
+              for (int64_t c = 0; c < C; ++c) acc[c] += wh * row[c];
+            }
+            scalar_t* q = gi + n * xs0 + ih * xs2 + iw * xs3;
+            for (int64_t c = 0; c < C; ++c) q[c] = scalar_t(acc[c]);
+          }
+        }
       });
     } else {
       at::parallel_for(0, N * C * H, 1, [&](int64_t begin, int64_t end) {

@@ -67,3 +67,19 @@ def pytest_report_header(config):
     return [f"pydense: extension={'built' if pydense.extension_available() else 'missing'} "
             f"cuda_kernels={info.get('cuda')} archs={info.get('cuda_archs')} "
             f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')} cuda_available={HAS_CUDA}"]
+
+
+def check_compile_fullgraph(model, x, compiler="aot_eager"):
+    """torch.compile(fullgraph=True) of ``model``: one graph, no breaks, and the eager output and
+    input gradient (``x`` must require grad)."""
+    eager = model(x)
+    eager.sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(model)(x)
+    assert explain.graph_break_count == 0 and explain.graph_count == 1
+    out = torch.compile(model, fullgraph=True, backend=compiler)(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(x.grad, grad)

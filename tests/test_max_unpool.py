@@ -17,7 +17,7 @@ import pydense
 from pydense import reference
 from pydense.ops import max_unpool as ops
 
-from conftest import CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, requires_cuda, to
+from conftest import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, requires_cuda, to
 
 BACKENDS = backend_params()
 
@@ -305,18 +305,7 @@ def test_compile_fullgraph_no_graph_breaks(device, backend, compiler):
     torch.manual_seed(0)
     model = PoolUnpool(backend).to(device)
     x = torch.randn(2, 3, 9, 11, device=device, requires_grad=True)
-    eager = model(x)
-    eager.sum().backward()
-    grad_eager = x.grad.clone()
-    x.grad = None
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    compiled = torch.compile(model, fullgraph=True, backend=compiler)
-    out = compiled(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(x.grad, grad_eager)
+    check_compile_fullgraph(model, x, compiler)
 
 
 def test_nn_module_is_a_drop_in():

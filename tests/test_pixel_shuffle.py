@@ -9,7 +9,7 @@ import pydense
 from pydense import reference
 from pydense.ops import pixel_shuffle as ops
 
-from conftest import CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
+from conftest import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
 
 BACKENDS = backend_params()
 # (N, C, H, W, factor) of the pixel_shuffle input.
@@ -121,17 +121,7 @@ def test_compile_fullgraph_no_graph_breaks(device, backend):
     torch.manual_seed(0)
     model = Upsampler(backend).to(device)
     x = torch.randn(2, 4, 5, 6, device=device, requires_grad=True)
-    eager = model(x)
-    eager.sum().backward()
-    grad = x.grad.clone()
-    x.grad = None
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    out = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(x.grad, grad)
+    check_compile_fullgraph(model, x)
 
 
 def test_nn_modules_are_drop_ins():

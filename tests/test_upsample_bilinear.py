@@ -9,7 +9,7 @@ import pydense
 from pydense import reference
 from pydense.ops import upsample_bilinear as ops
 
-from conftest import CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
+from conftest import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
 
 BACKENDS = backend_params()
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),
@@ -200,17 +200,7 @@ def test_compile_fullgraph_no_graph_breaks(device, backend):
     torch.manual_seed(0)
     model = ScoreHead(backend).to(device)
     x = torch.randn(2, 4, 5, 6, device=device, requires_grad=True)
-    eager = model(x)
-    eager.sum().backward()
-    grad = x.grad.clone()
-    x.grad = None
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    out = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(x.grad, grad)
+    check_compile_fullgraph(model, x)
 
 
 def test_nn_upsample_is_a_drop_in():

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 
+#include "../common/cuda_launch.cuh"
 #include "../common/max_unpool.h"
 #include "../common/max_unpool_checks.h"
 
@@ -27,43 +28,9 @@ namespace pydense {
 namespace max_unpool {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kMaxSplits = 16;
 
-template <typename I>
-struct Strides4 {
-  I v[4];
-};
-
-template <typename I>
-Strides4<I> strides_of(const at::Tensor& t) {
-  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
-}
-
-// Whether every tensor's addressed span fits 32-bit index math.
-bool fits_int32(std::initializer_list<const at::Tensor*> tensors) {
-  for (const at::Tensor* t : tensors) {
-    int64_t span = 1;
-    for (int d = 0; d < t->dim(); ++d) span += (t->size(d) - 1) * t->stride(d);
-    if (span >= int64_t(INT32_MAX)) return false;
-  }
-  return true;
-}
-
-// Decompose a linear position in a tensor's memory order (NCHW or NHWC) into (n, c, h, w).
-template <typename I>
-__device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last, I& n, I& c, I& h,
-                                          I& w) {
-  if (channels_last) {
-    c = l % C; l /= C;
-    w = l % W; l /= W;
-    h = l % H; n = l / H;
-  } else {
-    w = l % W; l /= W;
-    h = l % H; l /= H;
-    c = l % C; n = l / C;
-  }
-}
+using namespace pydense::cuda;
 
 template <typename scalar_t, typename I>
 __global__ void gather_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ idx,
@@ -156,14 +123,6 @@ __global__ void backward_kernel(const scalar_t* __restrict__ go, const int64_t* 
     }
     gi[offset4(n, c, ih, iw, xs.v)] = v;
   }
-}
-
-unsigned int blocks_for(int64_t total) {
-  return unsigned(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20)));
-}
-
-bool is_channels_last(const at::Tensor& t) {
-  return t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
 }
 
 void forward_cuda(const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef kernel_size,

@@ -8,8 +8,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
-
+#include "../common/cuda_launch.cuh"
 #include "../common/pixel_shuffle.h"
 #include "../common/pixel_shuffle_checks.h"
 
@@ -17,12 +16,7 @@ namespace pydense {
 namespace pixel_shuffle {
 namespace {
 
-constexpr int kThreads = 256;
-
-template <typename I>
-struct Strides4 {
-  I v[4];
-};
+using namespace pydense::cuda;
 
 template <typename scalar_t, typename I>
 __global__ void shuffle_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
@@ -46,27 +40,15 @@ __global__ void shuffle_kernel(const scalar_t* __restrict__ x, scalar_t* __restr
   }
 }
 
-template <typename I>
-Strides4<I> strides_of(const at::Tensor& t) {
-  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
-}
-
-int64_t span(const at::Tensor& t) {
-  int64_t s = 1;
-  for (int d = 0; d < t.dim(); ++d) s += (t.size(d) - 1) * t.stride(d);
-  return s;
-}
-
 void pixel_shuffle_cuda(const at::Tensor& input, int64_t r, bool upscale, const at::Tensor& out) {
   check_args(input, r, upscale, out);
   const int64_t total = out.numel();
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const bool channels_last = out.stride(1) == 1 && out.size(1) > 1;
-  const bool narrow = std::max(span(input), span(out)) < int64_t(INT32_MAX);
-  const unsigned blocks =
-      unsigned(std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
+  const bool channels_last = is_channels_last(out);
+  const bool narrow = fits_int32({&input, &out});
+  const unsigned blocks = blocks_for(total);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "pixel_shuffle_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);

@@ -10,8 +10,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
-
+#include "../common/cuda_launch.cuh"
 #include "../common/upsample_bilinear.h"
 #include "../common/upsample_bilinear_checks.h"
 
@@ -19,31 +18,7 @@ namespace pydense {
 namespace upsample_bilinear {
 namespace {
 
-constexpr int kThreads = 256;
-
-template <typename I>
-struct Strides4 {
-  I v[4];
-};
-
-template <typename I>
-Strides4<I> strides_of(const at::Tensor& t) {
-  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
-}
-
-template <typename I>
-__device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last, I& n, I& c, I& h,
-                                          I& w) {
-  if (channels_last) {
-    c = l % C; l /= C;
-    w = l % W; l /= W;
-    h = l % H; n = l / H;
-  } else {
-    w = l % W; l /= W;
-    h = l % H; l /= H;
-    c = l % C; n = l / C;
-  }
-}
+using namespace pydense::cuda;
 
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
@@ -85,18 +60,6 @@ __global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __rest
   }
 }
 
-int64_t span(const at::Tensor& t) {
-  int64_t s = 1;
-  for (int d = 0; d < t.dim(); ++d) s += (t.size(d) - 1) * t.stride(d);
-  return s;
-}
-
-unsigned blocks_for(int64_t total) {
-  return unsigned(std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
-}
-
-bool is_channels_last(const at::Tensor& t) { return t.stride(1) == 1 && t.size(1) > 1; }
-
 void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
                   const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
   check_pair(input, out, "input and out");
@@ -108,7 +71,7 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Te
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const bool narrow = std::max(span(input), span(out)) < int64_t(INT32_MAX);
+  const bool narrow = fits_int32({&input, &out});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
@@ -139,7 +102,7 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& h_idx, const
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const bool narrow = std::max(span(grad_input), span(grad_output)) < int64_t(INT32_MAX);
+  const bool narrow = fits_int32({&grad_input, &grad_output});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "upsample_bilinear2d_backward_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);

@@ -1,0 +1,60 @@
+// Launch helpers shared by the CUDA kernels (csrc/cuda/*.cu): strides in the kernel's index type,
+// 32- vs 64-bit index choice, grid size, and linear-position decomposition in NCHW/NHWC order.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+
+namespace pydense {
+namespace cuda {
+
+constexpr int kThreads = 256;
+
+template <typename I>
+struct Strides4 {
+  I v[4];
+};
+
+template <typename I>
+Strides4<I> strides_of(const at::Tensor& t) {
+  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
+}
+
+// Whether every tensor's addressed span fits 32-bit index math.
+inline bool fits_int32(std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors) {
+    int64_t span = 1;
+    for (int d = 0; d < t->dim(); ++d) span += (t->size(d) - 1) * t->stride(d);
+    if (span >= int64_t(INT32_MAX)) return false;
+  }
+  return true;
+}
+
+// Blocks of kThreads for a grid-stride loop over total elements.
+inline unsigned blocks_for(int64_t total) {
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20)));
+}
+
+// Whether a 4-D tensor we allocated is channels_last (then loops run channels innermost).
+inline bool is_channels_last(const at::Tensor& t) { return t.stride(1) == 1 && t.size(1) > 1; }
+
+// Decompose a linear position in a tensor's memory order (NCHW or NHWC) into (n, c, h, w).
+template <typename I>
+__device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last, I& n, I& c, I& h,
+                                          I& w) {
+  if (channels_last) {
+    c = l % C; l /= C;
+    w = l % W; l /= W;
+    h = l % H; n = l / H;
+  } else {
+    w = l % W; l /= W;
+    h = l % H; l /= H;
+    c = l % C; n = l / C;
+  }
+}
+
+}  // namespace cuda
+}  // namespace pydense

@@ -23,16 +23,8 @@ __global__ void shuffle_kernel(const scalar_t* __restrict__ x, scalar_t* __restr
                                Strides4<I> xs, Strides4<I> os, I OC, I OH, I OW, I r, bool upscale,
                                bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
-    I n, oc, oh, ow, rest = l;
-    if (channels_last) {
-      oc = rest % OC; rest /= OC;
-      ow = rest % OW; rest /= OW;
-      oh = rest % OH; n = rest / OH;
-    } else {
-      ow = rest % OW; rest /= OW;
-      oh = rest % OH; rest /= OH;
-      oc = rest % OC; n = rest / OC;
-    }
+    I n, oc, oh, ow;
+    decompose(l, OC, OH, OW, channels_last, n, oc, oh, ow);
     I c, h, w;
     source(oc, oh, ow, r, upscale, c, h, w);
     out[n * os.v[0] + oc * os.v[1] + oh * os.v[2] + ow * os.v[3]] =

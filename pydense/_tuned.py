@@ -11,6 +11,7 @@ AUTO_BACKEND = {
     "pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
     "pixel_unshuffle": {"cuda": "triton", "cpu": "cpu"},
     "upsample_bilinear2d": {"cuda": "triton", "cpu": "cpu"},
+    "bilinear_deconv2d": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

@@ -3,11 +3,12 @@
 Every function takes a keyword-only ``backend`` ("auto", "triton", "cuda", "cpu", "torch"); see
 ``pydense._backend``.
 """
+from .ops import bilinear_deconv as _bilinear_deconv
 from .ops import max_unpool as _max_unpool
 from .ops import pixel_shuffle as _pixel_shuffle
 from .ops import upsample_bilinear as _upsample_bilinear
 
-__all__ = ["interpolate", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["bilinear_deconv2d", "interpolate", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
@@ -148,3 +149,32 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
     """
     return _upsample_bilinear.interpolate(input, size, scale_factor, mode, align_corners,
                                           recompute_scale_factor, antialias, backend=backend)
+
+
+def bilinear_deconv2d(input, factor, *, crop=0, output_size=None, backend="auto"):
+    r"""FCN's fixed bilinear upsampling deconvolution, with the crop fused.
+
+    Equal (to rounding) to ``F.conv_transpose2d(input, w, stride=factor)[..., crop:crop + H,
+    crop:crop + W]`` where ``w`` is FCN's bilinear kernel of size ``2 * factor`` on the channel
+    diagonal (``pydense.nn.init.bilinear_``), computed as a two-tap-per-axis gather: no weight
+    tensor read, no multiplications by the off-diagonal zeros, only the cropped window computed.
+    The backward (input gradient; the weights are fixed) is a deterministic gather.
+
+    Args:
+        input (Tensor): (N, C, H, W), float16/bfloat16/float32/float64, any layout.
+        factor (int): the stride f (kernel 2f): FCN uses 2 (upscore2), 8, 16 and 32.
+        crop (int): offset of the kept window in the full ((H + 1) f, (W + 1) f) output.
+        output_size ((int, int) or full shape, optional): the kept window's size; default: the
+            full size minus ``crop``.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (N, C, out_h, out_w).
+
+    Example::
+
+        >>> fc7_score = torch.randn(1, 21, 16, 16)              # FCN-32s on a 500x500 image
+        >>> pydense.functional.bilinear_deconv2d(fc7_score, 32, crop=19, output_size=(500, 500)).shape
+        torch.Size([1, 21, 500, 500])
+    """
+    return _bilinear_deconv.deconv(input, factor, crop, output_size, backend)

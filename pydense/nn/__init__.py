@@ -1,4 +1,5 @@
 """Module twins of pydense.functional, drop-in subclasses of the torch.nn modules."""
-from .modules import MaxUnpool2d, PixelShuffle, PixelUnshuffle, Upsample
+from . import init
+from .modules import BilinearDeconv2d, MaxUnpool2d, PixelShuffle, PixelUnshuffle, Upsample
 
-__all__ = ["MaxUnpool2d", "PixelShuffle", "PixelUnshuffle", "Upsample"]
+__all__ = ["BilinearDeconv2d", "MaxUnpool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "init"]

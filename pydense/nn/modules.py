@@ -95,3 +95,27 @@ class Upsample(torch.nn.Upsample):
 
     def extra_repr(self):
         return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class BilinearDeconv2d(torch.nn.Module):
+    """FCN's fixed bilinear upsampling layer (``ConvTranspose2d(C, C, 2f, stride=f)`` with
+    bilinear weights, no bias) plus its crop, computed by
+    :func:`pydense.functional.bilinear_deconv2d`. No parameters.
+
+    Example::
+
+        >>> upscore = pydense.nn.BilinearDeconv2d(32, crop=19)
+        >>> upscore(torch.randn(1, 21, 16, 16), output_size=(500, 500)).shape
+        torch.Size([1, 21, 500, 500])
+    """
+
+    def __init__(self, factor, crop=0, *, backend="auto"):
+        super().__init__()
+        self.factor, self.crop, self.backend = factor, crop, backend
+
+    def forward(self, input, output_size=None):
+        return functional.bilinear_deconv2d(input, self.factor, crop=self.crop,
+                                            output_size=output_size, backend=self.backend)
+
+    def extra_repr(self):
+        return f"factor={self.factor}, crop={self.crop}, backend={self.backend!r}"

@@ -81,18 +81,25 @@ def upsample_bilinear2d(input: torch.Tensor, output_size: Sequence[int], align_c
         out = torch.ops.aten.upsample_bilinear2d.default(input, [oh, ow], align_corners,
                                                          _scale_arg(scale_h), _scale_arg(scale_w))
         return out.contiguous(memory_format=out_memory_format(input))
-    n, c, h, w = input.shape
+    h, w = input.shape[-2:]
     acc = acc_dtype(input.dtype)
-    h_idx, h_lam, _, _ = axis_tables(h, oh, align_corners, _scale_arg(scale_h), input.device, acc)
-    w_idx, w_lam, _, _ = axis_tables(w, ow, align_corners, _scale_arg(scale_w), input.device, acc)
-    out = torch.empty((n, c, oh, ow), dtype=input.dtype, device=input.device,
+    h_tab = axis_tables(h, oh, align_corners, _scale_arg(scale_h), input.device, acc)
+    w_tab = axis_tables(w, ow, align_corners, _scale_arg(scale_w), input.device, acc)
+    return two_tap_forward(input, (oh, ow), h_tab, w_tab, backend)
+
+
+def two_tap_forward(input, out_hw, h_tab, w_tab, backend):
+    """out[n, c, oh, ow] = sum of the 4 taps of (oh, ow) given by the per-axis tables, on a
+    pydense backend; the output keeps the input's memory format. Also serves bilinear_deconv2d."""
+    n, c = input.shape[:2]
+    out = torch.empty((n, c, *out_hw), dtype=input.dtype, device=input.device,
                       memory_format=out_memory_format(input))
     if backend == "triton":
         from ..kernels import upsample_bilinear as kernels
 
-        kernels.forward(input, out, h_idx, h_lam, w_idx, w_lam)
+        kernels.forward(input, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1])
     else:
-        torch.ops.pydense._upsample_bilinear2d_fwd(input, h_idx, h_lam, w_idx, w_lam, out)
+        torch.ops.pydense._upsample_bilinear2d_fwd(input, h_tab[0], h_tab[1], w_tab[0], w_tab[1], out)
     return out
 
 
@@ -119,7 +126,12 @@ def upsample_bilinear2d_backward(grad_output: torch.Tensor, input_size: Sequence
     acc = acc_dtype(grad_output.dtype)
     h_tab = axis_tables(h, oh, align_corners, _scale_arg(scale_h), grad_output.device, acc)
     w_tab = axis_tables(w, ow, align_corners, _scale_arg(scale_w), grad_output.device, acc)
-    grad_input = torch.empty((n, c, h, w), dtype=grad_output.dtype, device=grad_output.device,
+    return two_tap_backward(grad_output, input_size, fmt, h_tab, w_tab, backend)
+
+
+def two_tap_backward(grad_output, input_size, fmt, h_tab, w_tab, backend):
+    """The input gradient of :func:`two_tap_forward`: a gather over the input (deterministic)."""
+    grad_input = torch.empty(tuple(input_size), dtype=grad_output.dtype, device=grad_output.device,
                              memory_format=fmt)
     if backend == "triton":
         from ..kernels import upsample_bilinear as kernels

@@ -4,7 +4,8 @@ max_unpool2d: covers the gather path, the scatter fix-up (out-of-window and dupl
 scatter path, invalid indices with checks off (the device guard must drop them, never address
 them), channels_last and the backward, for each dtype. pixel_shuffle/unshuffle: factors 1-3,
 both layouts, non-contiguous input, forward and backward. interpolate (bilinear): up, down,
-align_corners, fractional scale factors, forward and backward.
+align_corners, fractional scale factors, forward and backward. bilinear_deconv2d: factors 2, 8,
+32 with FCN's crops, forward and backward.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -47,6 +48,12 @@ def main():
                     b = torch.randn(2, 3, 11, 9, device="cuda", dtype=dtype).contiguous(
                         memory_format=fmt).requires_grad_()
                     up = pydense.functional.interpolate(b, mode="bilinear", backend=backend, **kw)
+                    up.backward(torch.randn_like(up))
+                for factor, crop, size in ((2, 0, None), (8, 31, (60, 50)), (32, 19, (70, 70))):
+                    d = torch.randn(2, 3, 9, 8, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    up = pydense.functional.bilinear_deconv2d(d, factor, crop=crop, output_size=size,
+                                                              backend=backend)
                     up.backward(torch.randn_like(up))
     torch.cuda.synchronize()
     print("sanitizer sample: done")

@@ -27,5 +27,32 @@ inline void check_pair(const at::Tensor& small, const at::Tensor& big, const cha
               "upsample_bilinear2d: ", what, " must be 4-D with the same N, C, dtype and device");
 }
 
+// All checks of the forward op: out is (N, C, OH, OW), tables sized by OH and OW.
+inline void check_forward(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
+                          const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
+  check_pair(input, out, "input and out");
+  const int64_t OH = out.size(2), OW = out.size(3);
+  check_table(h_idx, at::kInt, OH, "h_idx", input);
+  check_table(h_lam, lam_type(input), OH, "h_lam", input);
+  check_table(w_idx, at::kInt, OW, "w_idx", input);
+  check_table(w_lam, lam_type(input), OW, "w_lam", input);
+}
+
+// All checks of the backward op: ranges sized by the input's H and W.
+inline void check_backward(const at::Tensor& grad_output, const at::Tensor& h_idx,
+                           const at::Tensor& h_lam, const at::Tensor& h_rng, const at::Tensor& w_idx,
+                           const at::Tensor& w_lam, const at::Tensor& w_rng,
+                           const at::Tensor& grad_input) {
+  check_pair(grad_input, grad_output, "grad_input and grad_output");
+  const int64_t H = grad_input.size(2), W = grad_input.size(3);
+  const int64_t OH = grad_output.size(2), OW = grad_output.size(3);
+  check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
+  check_table(h_lam, lam_type(grad_output), OH, "h_lam", grad_output);
+  check_table(h_rng, at::kInt, H, "h_rng", grad_output);
+  check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
+  check_table(w_lam, lam_type(grad_output), OW, "w_lam", grad_output);
+  check_table(w_rng, at::kInt, W, "w_rng", grad_output);
+}
+
 }  // namespace upsample_bilinear
 }  // namespace pydense

@@ -18,12 +18,8 @@ namespace {
 
 void forward_cpu(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
                  const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
-  check_pair(input, out, "input and out");
+  check_forward(input, h_idx, h_lam, w_idx, w_lam, out);
   const int64_t N = out.size(0), C = out.size(1), OH = out.size(2), OW = out.size(3);
-  check_table(h_idx, at::kInt, OH, "h_idx", input);
-  check_table(h_lam, lam_type(input), OH, "h_lam", input);
-  check_table(w_idx, at::kInt, OW, "w_idx", input);
-  check_table(w_lam, lam_type(input), OW, "w_lam", input);
   if (out.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();
@@ -62,15 +58,9 @@ void forward_cpu(const at::Tensor& input, const at::Tensor& h_idx, const at::Ten
 void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const at::Tensor& h_lam,
                   const at::Tensor& h_rng, const at::Tensor& w_idx, const at::Tensor& w_lam,
                   const at::Tensor& w_rng, const at::Tensor& grad_input) {
-  check_pair(grad_input, grad_output, "grad_input and grad_output");
+  check_backward(grad_output, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng, grad_input);
   const int64_t N = grad_input.size(0), C = grad_input.size(1), H = grad_input.size(2),
                 W = grad_input.size(3), OH = grad_output.size(2), OW = grad_output.size(3);
-  check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
-  check_table(h_lam, lam_type(grad_output), OH, "h_lam", grad_output);
-  check_table(h_rng, at::kInt, H, "h_rng", grad_output);
-  check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
-  check_table(w_lam, lam_type(grad_output), OW, "w_lam", grad_output);
-  check_table(w_rng, at::kInt, W, "w_rng", grad_output);
   if (grad_input.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();

@@ -62,12 +62,8 @@ __global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __rest
 
 void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
                   const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
-  check_pair(input, out, "input and out");
+  check_forward(input, h_idx, h_lam, w_idx, w_lam, out);
   const int64_t C = out.size(1), OH = out.size(2), OW = out.size(3), total = out.numel();
-  check_table(h_idx, at::kInt, OH, "h_idx", input);
-  check_table(h_lam, lam_type(input), OH, "h_lam", input);
-  check_table(w_idx, at::kInt, OW, "w_idx", input);
-  check_table(w_lam, lam_type(input), OW, "w_lam", input);
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -90,15 +86,9 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Te
 void backward_cuda(const at::Tensor& grad_output, const at::Tensor& h_idx, const at::Tensor& h_lam,
                    const at::Tensor& h_rng, const at::Tensor& w_idx, const at::Tensor& w_lam,
                    const at::Tensor& w_rng, const at::Tensor& grad_input) {
-  check_pair(grad_input, grad_output, "grad_input and grad_output");
+  check_backward(grad_output, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng, grad_input);
   const int64_t C = grad_input.size(1), H = grad_input.size(2), W = grad_input.size(3),
                 OH = grad_output.size(2), OW = grad_output.size(3), total = grad_input.numel();
-  check_table(h_idx, at::kInt, OH, "h_idx", grad_output);
-  check_table(h_lam, lam_type(grad_output), OH, "h_lam", grad_output);
-  check_table(h_rng, at::kInt, H, "h_rng", grad_output);
-  check_table(w_idx, at::kInt, OW, "w_idx", grad_output);
-  check_table(w_lam, lam_type(grad_output), OW, "w_lam", grad_output);
-  check_table(w_rng, at::kInt, W, "w_rng", grad_output);
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();

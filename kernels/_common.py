@@ -26,7 +26,7 @@ def _decompose(l, C, H, W, CHANNELS_LAST: tl.constexpr):
 
 @triton.jit
 def _positions(total, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
-    """This program's block of linear positions, int64 only when some tensor spans 2^31 elements."""
+    """This program's block of linear positions, int64 only when some tensor spans 2^30 elements."""
     pid = tl.program_id(0).to(tl.int64 if INDEX_64 else tl.int32)
     return pid * BLOCK + tl.arange(0, BLOCK)
 
@@ -36,5 +36,7 @@ def _is_channels_last(t):
 
 
 def _needs_int64(*tensors):
-    """Whether some tensor's addressed span reaches 2^31 elements (then index math is int64)."""
-    return any(sum((d - 1) * st for d, st in zip(t.shape, t.stride())) >= 2**31 - 1 for t in tensors)
+    """Whether index math must be int64: some tensor's addressed span reaches 2^30 elements.
+    (2^30, not 2^31: the last block's positions run up to BLOCK past the total, and must not
+    wrap a 32-bit index.)"""
+    return any(1 + sum((d - 1) * st for d, st in zip(t.shape, t.stride())) >= 2**30 for t in tensors)

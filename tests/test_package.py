@@ -52,3 +52,14 @@ def test_kernels_live_in_pydense_namespace():
 
     assert os.path.realpath(max_unpool.__file__) == os.path.join(ROOT, "kernels", "max_unpool.py")
     assert max_unpool.CONFIGS
+
+
+def test_triton_index_width_threshold():
+    """32-bit index math only while every tensor spans < 2^30 elements (headroom for the last block)."""
+    from pydense.kernels._common import _needs_int64
+
+    small = torch.empty((2**15, 2**15 - 1), device="meta")
+    big = torch.empty((2**15, 2**15), device="meta")
+    strided = torch.empty((2, 2), device="meta").as_strided((2, 2), (2**30, 1))
+    assert not _needs_int64(small)
+    assert _needs_int64(big) and _needs_int64(small, big) and _needs_int64(strided)

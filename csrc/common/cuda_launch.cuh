@@ -23,12 +23,14 @@ Strides4<I> strides_of(const at::Tensor& t) {
   return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
 }
 
-// Whether every tensor's addressed span fits 32-bit index math.
+// Whether every tensor's addressed span fits 32-bit index math. The bound is 2^30, not 2^31: a
+// grid-stride loop adds up to 2^28 (blocks_for's cap x kThreads) to a position below the total,
+// which must not wrap a 32-bit index.
 inline bool fits_int32(std::initializer_list<const at::Tensor*> tensors) {
   for (const at::Tensor* t : tensors) {
     int64_t span = 1;
     for (int d = 0; d < t->dim(); ++d) span += (t->size(d) - 1) * t->stride(d);
-    if (span >= int64_t(INT32_MAX)) return false;
+    if (span >= (int64_t(1) << 30)) return false;
   }
   return true;
 }

@@ -22,7 +22,7 @@
 namespace pydense {
 namespace max_unpool {
 
-// The index type I is int64_t, or int32_t where every tensor spans fewer than 2^31 elements
+// The index type I is int64_t, or int32_t where every tensor spans fewer than 2^30 elements
 // (GPU integer division is much cheaper in 32 bits).
 
 // Input row (or column) whose kernel==stride window holds output coordinate o, or -1 if none.

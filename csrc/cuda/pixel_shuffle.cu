@@ -1,5 +1,5 @@
 // CUDA kernel of pixel_shuffle / pixel_unshuffle: one gather over the output in its memory order
-// (coalesced writes), 32-bit index math when every tensor spans < 2^31 elements.
+// (coalesced writes), 32-bit index math when every tensor spans < 2^30 elements.
 // Index math: csrc/common/pixel_shuffle.h, shared with the CPU kernel.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,7 @@
 // CUDA kernels of bilinear upsampling: forward gather (one thread per output element, coalesced
 // writes in the output's memory order) and backward gather over the input (one thread per input
 // element, no atomics, fixed order: bitwise deterministic). 32-bit index math when every tensor
-// spans < 2^31 elements. Arithmetic: csrc/common/upsample_bilinear.h (shared with the CPU kernels).
+// spans < 2^30 elements. Arithmetic: csrc/common/upsample_bilinear.h (shared with the CPU kernels).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>

@@ -28,7 +28,7 @@ def _map_source_kernels():
 
 _map_source_kernels()
 
-from . import _backend  # noqa: E402
+from . import _backend  # noqa: E402,F401  (backend discovery runs at import)
 from . import ops  # noqa: E402,F401
 from . import functional, nn, patch, reference  # noqa: E402,F401
 from ._backend import BackendUnavailableError, build_info, extension_available  # noqa: E402,F401

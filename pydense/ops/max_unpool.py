@@ -7,7 +7,7 @@ kernels (``torch.ops.pydense._max_unpool2d_fwd``/``_bwd``, csrc/cpu and csrc/cud
 PyTorch op. Argument validation happens in :func:`normalize_args`, before any kernel runs.
 """
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F

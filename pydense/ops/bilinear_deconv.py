@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from .max_unpool import out_memory_format
+from ._common import check_float_input, out_memory_format
 from .upsample_bilinear import acc_dtype, two_tap_backward, two_tap_forward
 
 OP = "bilinear_deconv2d"
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def kernel_1d(factor):
@@ -134,9 +133,7 @@ def deconv(input, factor, crop=0, output_size=None, backend="auto"):
         raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
     if input.dim() != 4:
         raise ValueError(f"{OP}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{OP}: input dtype must be one of float16, bfloat16, float32, float64, "
-                        f"got {input.dtype}")
+    check_float_input(input, OP)
     if isinstance(factor, bool) or not isinstance(factor, int) or factor <= 0:
         raise ValueError(f"{OP}: factor must be a positive int, got {factor!r}")
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:

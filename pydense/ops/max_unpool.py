@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ._common import check_float_input, out_memory_format
 
 OP = "max_unpool2d"
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _pair(value, name):
@@ -39,9 +39,7 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size):
     if input.dim() not in (3, 4):
         raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
                          f"{tuple(input.shape)}")
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{OP}: input dtype must be one of float16, bfloat16, float32, float64, "
-                        f"got {input.dtype}")
+    check_float_input(input, OP)
     if indices.dtype != torch.int64:
         raise TypeError(f"{OP}: indices must be int64 (as returned by max_pool2d with "
                         f"return_indices=True), got {indices.dtype}")
@@ -87,13 +85,6 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size):
         raise ValueError(f"{OP}: the output size must be positive, got {out_hw} (input {in_hw}, "
                          f"kernel_size {k}, stride {s}, padding {p})")
     return k, s, p, out_hw
-
-
-def out_memory_format(t):
-    """The memory format outputs take: channels_last iff ``t`` is channels_last-contiguous."""
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def gather_ok(in_hw, out_hw, k, s, p):

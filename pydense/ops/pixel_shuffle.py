@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from .max_unpool import out_memory_format
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from ._common import check_float_input, out_memory_format
 
 
 def out_shape(shape, factor, upscale):
@@ -79,9 +77,7 @@ def shuffle(input, factor, upscale, backend="auto"):
     if input.dim() < 3:
         raise ValueError(f"{op}: input must have at least 3 dimensions (*, C, H, W), got shape "
                          f"{tuple(input.shape)}")
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
-                        f"got {input.dtype}")
+    check_float_input(input, op)
     if not isinstance(factor, int) or isinstance(factor, bool) or factor <= 0:
         raise ValueError(f"{op}: {name} must be a positive int, got {factor!r}")
     c, h, w = input.shape[-3:]

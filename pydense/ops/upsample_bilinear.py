@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from .max_unpool import out_memory_format
+from ._common import check_float_input, out_memory_format
 
 OP = "interpolate"
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def acc_dtype(dtype):
@@ -192,9 +191,7 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
                              f", antialias={antialias}, {input.dim()}-D input")
         return F.interpolate(input, size, scale_factor, mode, align_corners,
                              recompute_scale_factor, antialias)
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{OP}: input dtype must be one of float16, bfloat16, float32, float64, "
-                        f"got {input.dtype}")
+    check_float_input(input, OP)
     if min(input.shape[-2:]) <= 0:
         raise ValueError(f"{OP}: input height and width must be positive, got {tuple(input.shape)}")
     if (size is None) == (scale_factor is None):

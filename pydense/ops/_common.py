@@ -1,0 +1,18 @@
+"""Pieces every op module shares: the output memory-format rule and the input dtype check."""
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def out_memory_format(t):
+    """The memory format outputs take: channels_last iff ``t`` is channels_last-contiguous."""
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def check_float_input(input, op):
+    """Raise TypeError unless ``input`` has a floating dtype the kernels support."""
+    if input.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
+                        f"got {input.dtype}")

@@ -12,6 +12,8 @@ AUTO_BACKEND = {
     "pixel_unshuffle": {"cuda": "triton", "cpu": "cpu"},
     "upsample_bilinear2d": {"cuda": "triton", "cpu": "cpu"},
     "bilinear_deconv2d": {"cuda": "triton", "cpu": "cpu"},
+    "conv2d": {"cuda": "triton", "cpu": "cpu"},
+    "conv_transpose2d": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

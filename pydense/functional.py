@@ -4,11 +4,13 @@ Every function takes a keyword-only ``backend`` ("auto", "triton", "cuda", "cpu"
 ``pydense._backend``.
 """
 from .ops import bilinear_deconv as _bilinear_deconv
+from .ops import conv as _conv
 from .ops import max_unpool as _max_unpool
 from .ops import pixel_shuffle as _pixel_shuffle
 from .ops import upsample_bilinear as _upsample_bilinear
 
-__all__ = ["bilinear_deconv2d", "interpolate", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["bilinear_deconv2d", "conv2d", "conv2d_fused", "conv_transpose2d", "interpolate",
+           "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
@@ -178,3 +180,111 @@ def bilinear_deconv2d(input, factor, *, crop=0, output_size=None, backend="auto"
         torch.Size([1, 21, 500, 500])
     """
     return _bilinear_deconv.deconv(input, factor, crop, output_size, backend)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="auto"):
+    r"""2-D convolution: dense, grouped or depthwise, any stride, padding and dilation.
+
+    Same arguments and result as :func:`torch.nn.functional.conv2d`::
+
+        out[n, oc, oh, ow] = bias[oc] + sum_{c, kh, kw} input[n, g*Cg + c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+                                                        * weight[oc, c, kh, kw]     (g = oc // OCg)
+
+    On the Triton backend dense and grouped convolutions are an implicit GEMM (tensor cores for
+    fp16/bf16, TF32 for fp32 when ``torch.backends.cudnn.allow_tf32``), depthwise ones
+    (``groups == in_channels``, any channel multiplier) direct kernels; dilation costs nothing
+    extra in either. The backward computes the input gradient as a gather (no atomics) and the
+    weight gradient by a deterministic split-K reduction: both are bitwise reproducible.
+    Accumulation is fp32 (fp64 for fp64 data). Under autocast the inputs are cast to the
+    autocast dtype, as for ATen's convolution.
+
+    Args:
+        input (Tensor): (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64; NCHW,
+            channels_last (kept in the output) or any strides.
+        weight (Tensor): (OC, C / groups, kH, kW), the input's dtype and device.
+        bias (Tensor, optional): (OC,).
+        stride (int or (int, int)): positive. Default 1.
+        padding (int, (int, int), "same" or "valid"): zero padding; "same" needs stride 1 and
+            pads an odd total one more at the bottom/right, as PyTorch does. Default 0.
+        dilation (int or (int, int)): positive. Default 1.
+        groups (int): divides C and OC. Default 1.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (N, OC, OH, OW) with ``OH = (H + 2*ph - dh*(kH - 1) - 1) // sh + 1``.
+
+    Example::
+
+        >>> x = torch.randn(1, 256, 80, 45)
+        >>> w = torch.randn(256, 256, 3, 3)
+        >>> pydense.functional.conv2d(x, w, padding=2, dilation=2).shape
+        torch.Size([1, 256, 80, 45])
+    """
+    return _conv.conv2d(input, weight, bias, stride, padding, dilation, groups, backend=backend)
+
+
+def conv2d_fused(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                 activation=None, residual=None, scale=1.0, backend="auto"):
+    r"""Convolution with a fused epilogue (EDSR ResBlocks, context-module layers)::
+
+        out = residual + scale * act(conv2d(input, weight) + bias)
+
+    computed in the convolution's accumulation type before the single rounding to the output
+    dtype (one kernel, no intermediate tensors on the Triton, CUDA and CPU-direct backends).
+
+    Args:
+        input, weight, bias, stride, padding, dilation, groups: as in :func:`conv2d`.
+        activation (str, optional): None or "relu".
+        residual (Tensor, optional): the output's shape, dtype and device.
+        scale (float): multiplies the activation (EDSR's ``res_scale``). Default 1.
+        backend (str): as in :func:`conv2d`.
+
+    The backward recomputes the pre-activation when ``activation="relu"`` (exact; no extra
+    activation-sized tensor is kept for it); the residual's gradient is the output gradient.
+
+    Example (an EDSR residual block with res_scale 0.1)::
+
+        >>> x = torch.randn(1, 64, 48, 48)
+        >>> w1, w2 = torch.randn(64, 64, 3, 3) * 0.05, torch.randn(64, 64, 3, 3) * 0.05
+        >>> h = pydense.functional.conv2d_fused(x, w1, padding=1, activation="relu")
+        >>> y = pydense.functional.conv2d_fused(h, w2, padding=1, residual=x, scale=0.1)
+        >>> y.shape
+        torch.Size([1, 64, 48, 48])
+    """
+    return _conv.conv2d(input, weight, bias, stride, padding, dilation, groups,
+                        activation=activation, residual=residual, scale=scale, backend=backend)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, backend="auto"):
+    r"""2-D transposed convolution ("deconvolution"): dense, grouped or depthwise.
+
+    Same arguments (and argument order) and result as :func:`torch.nn.functional.conv_transpose2d`.
+    It is computed as the input gradient of a convolution, a gather per output element: with
+    stride s only the 1/s of the taps per axis that reach an output are visited (the Triton GEMM
+    kernel runs one stride phase per program), so a k64 s32 upsampling does 4 taps per output,
+    not 4096, and depthwise/grouped transposed convolutions get direct kernels. No atomics: the
+    result and both gradients are bitwise reproducible.
+
+    Args:
+        input (Tensor): (N, C, H, W) or (C, H, W).
+        weight (Tensor): (C, OC / groups, kH, kW).
+        bias (Tensor, optional): (OC,).
+        stride, padding, dilation (int or (int, int)): as in PyTorch.
+        output_padding (int or (int, int)): extra rows/columns at the bottom/right; smaller than
+            the stride or the dilation.
+        groups (int): divides C and OC.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (N, OC, OH, OW), ``OH = (H - 1)*sh - 2*ph + dh*(kH - 1) + output_padding + 1``.
+
+    Example (a depthwise k4 s2 upsampling)::
+
+        >>> x = torch.randn(8, 21, 64, 64)
+        >>> w = torch.randn(21, 1, 4, 4)
+        >>> pydense.functional.conv_transpose2d(x, w, stride=2, padding=1, groups=21).shape
+        torch.Size([8, 21, 128, 128])
+    """
+    return _conv.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
+                                  dilation, backend=backend)

@@ -74,3 +74,22 @@ def upsample_bilinear2d(input, output_size, align_corners, scales=(None, None)):
     ah = bilinear_matrix(input.shape[-2], output_size[0], align_corners, scales[0]).to(input.device)
     aw = bilinear_matrix(input.shape[-1], output_size[1], align_corners, scales[1]).to(input.device)
     return torch.einsum("oh,nchw,pw->ncop", ah.to(input.dtype), input, aw.to(input.dtype))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           activation=None, residual=None, scale=1.0):
+    """float64 ``residual + scale * act(F.conv2d(...))`` (the convolution oracle: ATen's float64
+    CPU convolution, a plain direct/GEMM computation in double precision)."""
+    y = torch.nn.functional.conv2d(input.double(), weight.double(),
+                                   None if bias is None else bias.double(), stride, padding,
+                                   dilation, groups)
+    y = y.relu() if activation == "relu" else y
+    return y * scale + (0 if residual is None else residual.double())
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """float64 ``F.conv_transpose2d`` (oracle)."""
+    return torch.nn.functional.conv_transpose2d(
+        input.double(), weight.double(), None if bias is None else bias.double(), stride, padding,
+        output_padding, groups, dilation)

@@ -12,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.aot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["max_unpool", "pixel_shuffle", "upsample_bilinear"]
+MODULES = ["conv", "max_unpool", "pixel_shuffle", "upsample_bilinear"]
+# Shared memory a block may use (bytes): sm_80 (A100) 163 KiB, sm_90 (H100) 227 KiB.
+SMEM_LIMIT = {"sm_80": 166912, "sm_90": 232448}
 
 
 def compile_rows(module):
@@ -29,11 +31,13 @@ def test_every_config_compiles_for_sm80_and_sm90(module, capsys):
 
     mod = importlib.import_module(f"pydense.kernels.{module}")
     rows = compile_rows(module)
-    lines = [f"Triton AOT resource table: pydense.kernels.{module} (num_warps={mod.NUM_WARPS})",
-             f"{'kernel':<24} {'constexprs':<58} {'dtype':<5} {'target':<6} {'smem B':>7} "
-             f"{'regs':>5} {'spill B':>7}"]
-    lines += [f"{r['kernel']:<24} {json.dumps(r['constexprs']):<58} {r['dtype']:<5} {r['target']:<6} "
-              f"{r['shared_bytes']:>7} {r['registers']!s:>5} {r['spill_bytes']!s:>7}" for r in rows]
+    lines = [f"Triton AOT resource table: pydense.kernels.{module}",
+             f"{'kernel':<18} {'constexprs':<58} {'warps/stages':<12} {'dtype':<5} {'target':<6} "
+             f"{'smem B':>7} {'regs':>5} {'spill B':>7} {'s':>5}"]
+    lines += [f"{r['kernel']:<18} {json.dumps(r['constexprs']):<58} "
+              f"{r['options']['num_warps']!s + '/' + str(r['options'].get('num_stages', '-')):<12} "
+              f"{r['dtype']:<5} {r['target']:<6} {r['shared_bytes']:>7} {r['registers']!s:>5} "
+              f"{r['spill_bytes']!s:>7} {r['seconds']:>5}" for r in rows]
     with capsys.disabled():  # the table belongs in the test log
         print("\n" + "\n".join(lines))
     for name, constexprs, *_ in mod.CONFIGS:
@@ -45,3 +49,4 @@ def test_every_config_compiles_for_sm80_and_sm90(module, capsys):
                 assert r["cubin_bytes"] > 0
                 assert r["registers"] is not None and r["registers"] <= 255
                 assert r["spill_bytes"] == 0, f"{name} spills on {target}: {r}"
+                assert r["shared_bytes"] <= SMEM_LIMIT[target], f"{name} needs too much shared memory: {r}"

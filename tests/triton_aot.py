@@ -23,7 +23,8 @@ import time
 
 POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32",
                  "hidx_ptr": "*i32", "widx_ptr": "*i32", "hrng_ptr": "*i32", "wrng_ptr": "*i32",
-                 "hlam_ptr": "acc", "wlam_ptr": "acc"}  # acc: the accumulation type of the data
+                 "hlam_ptr": "acc", "wlam_ptr": "acc", "part_ptr": "acc"}  # acc: the accumulation type
+SCALAR_TYPES = {"scale": "fp32"}
 
 
 def signature(fn, dtype):
@@ -35,7 +36,7 @@ def signature(fn, dtype):
             kind = POINTER_TYPES.get(p.name, "*" + dtype)
             sig[p.name] = ("*fp64" if dtype == "fp64" else "*fp32") if kind == "acc" else kind
         else:
-            sig[p.name] = "i32"
+            sig[p.name] = SCALAR_TYPES.get(p.name, "i32")
     return sig
 
 
@@ -67,13 +68,22 @@ def main():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from triton.runtime.autotuner import Autotuner
+
     mod = importlib.import_module(f"pydense.kernels.{args.module}")
     seen = set()
-    for name, constexprs, *only in mod.CONFIGS:  # an optional third element limits the dtypes
+    # (kernel, constexprs[, dtypes[, options]]): dtypes limits the data types (None: all),
+    # options sets num_warps / num_stages (default: the module's NUM_WARPS).
+    for name, constexprs, *extra in mod.CONFIGS:
+        only = extra[0] if extra else None
+        options = {"num_warps": getattr(mod, "NUM_WARPS", 4), **(extra[1] if len(extra) > 1 else {})}
         fn = getattr(mod, name)
-        for dtype in only[0] if only else args.dtypes.split(","):
+        if isinstance(fn, Autotuner):  # compile the kernel itself, config by config
+            fn = fn.fn
+        for dtype in only or args.dtypes.split(","):
             sig = signature(fn, dtype)
-            key = (name, tuple(sorted(constexprs.items())), tuple(sig.values()))
+            key = (name, tuple(sorted(constexprs.items())), tuple(sig.values()),
+                   tuple(sorted(options.items())))
             if key in seen:  # kernels without data pointers compile once
                 continue
             seen.add(key)
@@ -81,12 +91,12 @@ def main():
                 t0 = time.time()
                 compiled = triton.compile(
                     ASTSource(fn=fn, signature=sig, constexprs=constexprs),
-                    target=GPUTarget("cuda", cc, 32),
-                    options={"num_warps": getattr(mod, "NUM_WARPS", 4)})
+                    target=GPUTarget("cuda", cc, 32), options=options)
                 arch = f"{cc}a" if cc == 90 else str(cc)
                 regs, spills = ptxas_resources(compiled.asm["ptx"], arch)
                 print(json.dumps({
                     "kernel": name, "constexprs": constexprs, "dtype": dtype, "target": f"sm_{cc}",
+                    "options": options,
                     "shared_bytes": compiled.metadata.shared, "registers": regs,
                     "spill_bytes": spills, "cubin_bytes": len(compiled.asm["cubin"]),
                     "seconds": round(time.time() - t0, 2)}), flush=True)

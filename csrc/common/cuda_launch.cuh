@@ -8,20 +8,15 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "strides.h"
+
 namespace pydense {
 namespace cuda {
 
 constexpr int kThreads = 256;
 
-template <typename I>
-struct Strides4 {
-  I v[4];
-};
-
-template <typename I>
-Strides4<I> strides_of(const at::Tensor& t) {
-  return {{I(t.stride(0)), I(t.stride(1)), I(t.stride(2)), I(t.stride(3))}};
-}
+using ::pydense::Strides4;
+using ::pydense::strides_of;
 
 // Whether every tensor's addressed span fits 32-bit index math. The bound is 2^30, not 2^31: a
 // grid-stride loop adds up to 2^28 (blocks_for's cap x kThreads) to a position below the total,

@@ -119,3 +119,61 @@ class BilinearDeconv2d(torch.nn.Module):
 
     def extra_repr(self):
         return f"factor={self.factor}, crop={self.crop}, backend={self.backend!r}"
+
+
+class Conv2d(torch.nn.Conv2d):
+    """Drop-in :class:`torch.nn.Conv2d` computed by :func:`pydense.functional.conv2d`
+    (``padding_mode="zeros"`` only).
+
+    Args:
+        as :class:`torch.nn.Conv2d`; backend (str): "auto", "triton", "cuda", "cpu" or "torch"
+        (keyword-only).
+
+    Example (a context-module layer)::
+
+        >>> conv = pydense.nn.Conv2d(21, 21, 3, padding=4, dilation=4)
+        >>> conv(torch.randn(1, 21, 66, 66)).shape
+        torch.Size([1, 21, 66, 66])
+    """
+
+    def __init__(self, *args, backend="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"pydense.nn.Conv2d: padding_mode must be 'zeros', got {self.padding_mode!r}")
+        self.backend = backend
+
+    def forward(self, input):
+        return functional.conv2d(input, self.weight, self.bias, self.stride, self.padding,
+                                 self.dilation, self.groups, backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class ConvTranspose2d(torch.nn.ConvTranspose2d):
+    """Drop-in :class:`torch.nn.ConvTranspose2d` computed by
+    :func:`pydense.functional.conv_transpose2d` (``output_size`` in ``forward`` as in PyTorch).
+
+    Example (a depthwise k2 s2 upsampling, groups=512)::
+
+        >>> up = pydense.nn.ConvTranspose2d(512, 512, 2, stride=2, groups=512)
+        >>> up(torch.randn(1, 512, 10, 10)).shape
+        torch.Size([1, 512, 20, 20])
+    """
+
+    def __init__(self, *args, backend="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"pydense.nn.ConvTranspose2d: padding_mode must be 'zeros', got "
+                             f"{self.padding_mode!r}")
+        self.backend = backend
+
+    def forward(self, input, output_size=None):
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
+                                              self.kernel_size, 2, self.dilation)
+        return functional.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                           tuple(output_padding), self.groups, self.dilation,
+                                           backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"

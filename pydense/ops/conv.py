@@ -1,0 +1,425 @@
+"""2-D convolution and transposed convolution as torch.library ops.
+
+Ops (all with a concrete ``backend``):
+
+* ``pydense::conv2d(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale)``
+  = ``residual + scale * act(conv2d(input, weight) + bias)`` (``act`` = ReLU or identity); plain
+  ``conv2d`` is the case without residual, ReLU and scale. ``padding`` is (top, bottom, left,
+  right): "same" with an even effective kernel pads one more row at the bottom, as PyTorch does.
+* ``pydense::conv2d_input_grad(grad_output, weight, bias, input_hw, stride, padding, dilation,
+  groups)`` (``padding`` = (top, left)): the input gradient, which is also the transposed
+  convolution (``bias`` then adds per output channel).
+* ``pydense::conv2d_weight_grad(grad_output, input, weight, ...)``: the weight gradient
+  (``weight`` gives the shape and memory format only), deterministic on every backend.
+* ``pydense::conv_transpose2d``: the input-gradient kernels applied to the input; its backward is
+  the forward convolution (input) and the weight gradient with the roles of input and output
+  swapped.
+
+Backends: ``triton`` (``pydense.kernels.conv``: implicit GEMM for dense/grouped, direct kernels
+for depthwise); ``cuda``/``cpu`` (``torch.ops.pydense._conv2d_*``, csrc/cuda/conv.cu and
+csrc/cpu/conv.cpp: direct kernels sharing their index math in csrc/common/conv.h). The ``cpu``
+backend uses them when C_in/groups <= DIRECT_MAX_CG (depthwise and small groups, where they beat
+a GEMM formulation) and ATen's CPU convolution (oneDNN / im2col + BLAS, the best CPU GEMM code
+available) for denser convolutions. ``torch`` is ATen (cuDNN on CUDA).
+"""
+import math
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+from ._common import FLOAT_DTYPES, out_memory_format
+
+OP, OP_T = "conv2d", "conv_transpose2d"
+DIRECT_MAX_CG = 8
+
+
+def acc_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def out_size(size, k, s, pad_lo, pad_hi, d):
+    return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
+
+
+def _allow_tf32():
+    return torch.backends.cudnn.allow_tf32
+
+
+def _use_direct(backend, cg):
+    return backend == "cuda" or (backend == "cpu" and cg <= DIRECT_MAX_CG)
+
+
+# ---------------------------------------------------------------------------------------------
+# ATen (backend "torch", and the cpu backend's dense convolutions), any padding
+
+
+def _aten_pad(size, out, k, s, lo, d):
+    """F.pad amounts (lo, hi; negative crops) that turn an input of ``size`` with top padding
+    ``lo`` into an unpadded one whose valid convolution has ``out`` outputs."""
+    span = (out - 1) * s + d * (k - 1) + 1
+    return lo, min(max(lo + size, span), span + s - 1) - lo - size
+
+
+def _aten_pads(hw, out_hw, khw, stride, pad_tl, dil):
+    (t, b), (l, r) = (_aten_pad(hw[i], out_hw[i], khw[i], stride[i], pad_tl[i], dil[i]) for i in (0, 1))
+    return (l, r, t, b)
+
+
+def _aten_forward(x, w, bias, stride, pad4, dil, groups):
+    t, b, l, r = pad4
+    if t == b and l == r:
+        return F.conv2d(x, w, bias, stride, (t, l), dil, groups)
+    return F.conv2d(F.pad(x, (l, r, t, b)), w, bias, stride, 0, dil, groups)
+
+
+def _aten_input_grad(gy, w, input_hw, stride, pad_tl, dil, groups):
+    N, C = gy.shape[0], w.shape[1] * groups
+    pads = _aten_pads(input_hw, gy.shape[2:], w.shape[2:], stride, pad_tl, dil)
+    hp, wp = input_hw[0] + pads[2] + pads[3], input_hw[1] + pads[0] + pads[1]
+    shape_only = gy.new_empty(1, 1, 1, 1).expand(N, C, hp, wp)
+    gx = torch.ops.aten.convolution_backward(gy, shape_only, w, None, stride, [0, 0], dil, False,
+                                             [0, 0], groups, [True, False, False])[0]
+    return F.pad(gx, tuple(-p for p in pads))
+
+
+def _aten_weight_grad(gy, x, w, stride, pad_tl, dil, groups):
+    pads = _aten_pads(x.shape[2:], gy.shape[2:], w.shape[2:], stride, pad_tl, dil)
+    shape_only = x.new_empty(1, 1, 1, 1).expand(w.shape)
+    return torch.ops.aten.convolution_backward(gy, F.pad(x, pads), shape_only, None, stride, [0, 0],
+                                               dil, False, [0, 0], groups, [False, True, False])[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The ops
+
+
+def _out_shape(input, weight, stride, pad4, dil):
+    return (input.shape[0], weight.shape[0],
+            out_size(input.shape[2], weight.shape[2], stride[0], pad4[0], pad4[1], dil[0]),
+            out_size(input.shape[3], weight.shape[3], stride[1], pad4[2], pad4[3], dil[1]))
+
+
+def _empty(shape, like):
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=out_memory_format(like))
+
+
+@torch.library.custom_op("pydense::conv2d", mutates_args=())
+def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+              residual: Optional[torch.Tensor], stride: List[int], padding: List[int],
+              dilation: List[int], groups: int, relu: bool, scale: float,
+              backend: str) -> torch.Tensor:
+    """residual + scale * act(conv2d(input, weight) + bias); see pydense.functional.conv2d_fused."""
+    cg = weight.shape[1]
+    if backend == "torch" or (backend == "cpu" and not _use_direct(backend, cg)):
+        y = _aten_forward(input, weight, bias, stride, padding, dilation, groups)
+        y = y.relu() if relu else y
+        y = y * scale if scale != 1.0 else y
+        y = y + residual if residual is not None else y
+        return y.contiguous(memory_format=out_memory_format(input))
+    out = _empty(_out_shape(input, weight, stride, padding, dilation), input)
+    pad_tl = (padding[0], padding[2])
+    if backend == "triton":
+        from ..kernels import conv as kernels
+
+        kernels.forward(input, weight, bias, residual, out, stride, pad_tl, dilation, groups, relu,
+                        scale, _allow_tf32())
+    else:
+        torch.ops.pydense._conv2d_fwd(input, weight, bias, residual, stride, pad_tl, dilation, relu,
+                                      scale, out)
+    return out
+
+
+@conv2d_op.register_fake
+def _(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend):
+    return _empty(_out_shape(input, weight, stride, padding, dilation), input)
+
+
+@torch.library.custom_op("pydense::conv2d_input_grad", mutates_args=())
+def input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                  input_hw: List[int], stride: List[int], padding: List[int], dilation: List[int],
+                  groups: int, backend: str) -> torch.Tensor:
+    """Input gradient of conv2d (``padding`` = (top, left)) plus ``bias`` per input channel: the
+    transposed convolution of ``grad_output``."""
+    cg = weight.shape[1]
+    if backend == "torch" or (backend == "cpu" and not _use_direct(backend, cg)):
+        gx = _aten_input_grad(grad_output, weight, input_hw, stride, padding, dilation, groups)
+        gx = gx + bias.view(1, -1, 1, 1) if bias is not None else gx
+        return gx.contiguous(memory_format=out_memory_format(grad_output))
+    gx = _empty((grad_output.shape[0], cg * groups, *input_hw), grad_output)
+    if backend == "triton":
+        from ..kernels import conv as kernels
+
+        kernels.input_grad(grad_output, weight, bias, gx, stride, padding, dilation, groups,
+                           _allow_tf32())
+    else:
+        torch.ops.pydense._conv2d_dgrad(grad_output, weight, bias, stride, padding, dilation, gx)
+    return gx
+
+
+@input_grad_op.register_fake
+def _(grad_output, weight, bias, input_hw, stride, padding, dilation, groups, backend):
+    return _empty((grad_output.shape[0], weight.shape[1] * groups, *input_hw), grad_output)
+
+
+@torch.library.custom_op("pydense::conv2d_weight_grad", mutates_args=())
+def weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
+                   stride: List[int], padding: List[int], dilation: List[int], groups: int,
+                   backend: str) -> torch.Tensor:
+    """Weight gradient of conv2d (``padding`` = (top, left)), in ``weight``'s shape and memory
+    format; ``weight``'s values are not read."""
+    cg = weight.shape[1]
+    fmt = out_memory_format(weight)
+    if backend == "torch" or (backend == "cpu" and not _use_direct(backend, cg)):
+        gw = _aten_weight_grad(grad_output, input, weight, stride, padding, dilation, groups)
+        return gw.contiguous(memory_format=fmt)
+    gw = torch.empty(weight.shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+    if backend == "triton":
+        from ..kernels import conv as kernels
+
+        kernels.weight_grad(grad_output, input, gw, stride, padding, dilation, groups, _allow_tf32())
+    else:
+        torch.ops.pydense._conv2d_wgrad(grad_output, input, stride, padding, dilation, gw)
+    return gw
+
+
+@weight_grad_op.register_fake
+def _(grad_output, input, weight, stride, padding, dilation, groups, backend):
+    return torch.empty(weight.shape, dtype=input.dtype, device=input.device,
+                       memory_format=out_memory_format(weight))
+
+
+def _bias_grad(g):
+    return g.sum((0, 2, 3), dtype=acc_dtype(g.dtype)).to(g.dtype)
+
+
+def _conv_setup(ctx, inputs, output):
+    input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend = inputs
+    ctx.save_for_backward(input, weight, bias if relu else None)
+    ctx.geo = (stride, padding, dilation, groups)
+    ctx.relu, ctx.scale, ctx.backend = relu, scale, backend
+    ctx.has_bias, ctx.has_res = bias is not None, residual is not None
+
+
+def _conv_backward(ctx, grad):
+    input, weight, bias = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.geo
+    g = grad * ctx.scale if ctx.scale != 1.0 else grad
+    if ctx.relu:  # recompute the pre-activation: exact, and no activation-sized tensor is saved
+        z = conv2d_op(input, weight, bias, None, stride, padding, dilation, groups, False, 1.0,
+                      ctx.backend)
+        g = torch.where(z > 0, g, torch.zeros_like(g))
+    pad_tl = [padding[0], padding[2]]
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = input_grad_op(g, weight, None, list(input.shape[2:]), stride, pad_tl, dilation,
+                           groups, ctx.backend)
+    if ctx.needs_input_grad[1]:
+        gw = weight_grad_op(g, input, weight, stride, pad_tl, dilation, groups, ctx.backend)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = _bias_grad(g)
+    gr = grad if ctx.has_res else None
+    return gx, gw, gb, gr, None, None, None, None, None, None, None
+
+
+conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+
+def transposed_out_size(size, k, s, p, op, d):
+    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+@torch.library.custom_op("pydense::conv_transpose2d", mutates_args=())
+def conv_transpose2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                        stride: List[int], padding: List[int], output_padding: List[int],
+                        dilation: List[int], groups: int, backend: str) -> torch.Tensor:
+    """Transposed convolution (see pydense.functional.conv_transpose2d)."""
+    hw = [transposed_out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
+                              output_padding[i], dilation[i]) for i in (0, 1)]
+    return input_grad_op(input, weight, bias, hw, stride, padding, dilation, groups, backend)
+
+
+@conv_transpose2d_op.register_fake
+def _(input, weight, bias, stride, padding, output_padding, dilation, groups, backend):
+    hw = [transposed_out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
+                              output_padding[i], dilation[i]) for i in (0, 1)]
+    return _empty((input.shape[0], weight.shape[1] * groups, *hw), input)
+
+
+def _t_setup(ctx, inputs, output):
+    input, weight, bias, stride, padding, output_padding, dilation, groups, backend = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.geo = (stride, padding, output_padding, dilation, groups)
+    ctx.backend, ctx.has_bias = backend, bias is not None
+
+
+def _t_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    stride, padding, output_padding, dilation, groups = ctx.geo
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:  # a forward convolution of grad, bottom/right pads p - output_padding
+        pad4 = [padding[0], padding[0] - output_padding[0], padding[1], padding[1] - output_padding[1]]
+        gx = conv2d_op(grad, weight, None, None, stride, pad4, dilation, groups, False, 1.0,
+                       ctx.backend)
+    if ctx.needs_input_grad[1]:
+        gw = weight_grad_op(input, grad, weight, stride, padding, dilation, groups, ctx.backend)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = _bias_grad(grad)
+    return gx, gw, gb, None, None, None, None, None, None
+
+
+conv_transpose2d_op.register_autograd(_t_backward, setup_context=_t_setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument parsing and validation (every backend, before any kernel)
+
+
+def _pair(v, name, op, minimum):
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = (v, v)
+    ok = (isinstance(v, (tuple, list)) and len(v) == 2
+          and all(isinstance(e, int) and not isinstance(e, bool) for e in v))
+    if not ok:
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    if min(v) < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: {name} must be {what}, got {tuple(v)}")
+    return list(v)
+
+
+def _check_tensors(op, input, weight, bias, transposed):
+    if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{op}: input and weight must be Tensors")
+    if input.dim() not in (3, 4):
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape "
+                         f"{tuple(input.shape)}")
+    if weight.dim() != 4:
+        layout = "(in_channels, out_channels/groups, kH, kW)" if transposed else \
+            "(out_channels, in_channels/groups, kH, kW)"
+        raise ValueError(f"{op}: weight must be 4-D {layout}, got shape {tuple(weight.shape)}")
+    if input.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
+                        f"got {input.dtype}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if t.dtype != input.dtype:
+            raise TypeError(f"{op}: {name} dtype must equal the input dtype {input.dtype}, got {t.dtype}")
+        if t.device != input.device:
+            raise ValueError(f"{op}: {name} must be on the input's device {input.device}, got {t.device}")
+
+
+def _check_groups(op, groups, channels, name_c, out_channels, name_o):
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups <= 0:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    if channels % groups:
+        raise ValueError(f"{op}: {name_c} ({channels}) must be divisible by groups ({groups})")
+    if out_channels % groups:
+        raise ValueError(f"{op}: {name_o} ({out_channels}) must be divisible by groups ({groups})")
+
+
+def _padding4(op, padding, stride, dilation, khw):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0, 0, 0, 0]
+        if padding == "same":
+            if stride != [1, 1]:
+                raise ValueError(f"{op}: padding='same' needs stride 1, got stride {tuple(stride)}")
+            pads = []
+            for d, k in zip(dilation, khw):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return pads
+        raise ValueError(f"{op}: padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}")
+    p = _pair(padding, "padding", op, 0)
+    return [p[0], p[0], p[1], p[1]]
+
+
+def _autocast(*tensors):
+    """Under autocast, cast floating tensors to the autocast dtype of their device (as ATen's
+    convolution is: a lower-precision op)."""
+    dev = tensors[0].device.type
+    if dev not in ("cpu", "cuda") or not torch.is_autocast_enabled(dev):
+        return tensors
+    dt = torch.get_autocast_dtype(dev)
+    return tuple(t.to(dt) if t is not None and t.is_floating_point() else t for t in tensors)
+
+
+def _batched(input):
+    return (input, False) if input.dim() == 4 else (input.unsqueeze(0), True)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+           residual=None, scale=1.0, backend="auto"):
+    """Validate, pick the backend and call ``pydense::conv2d`` (see pydense.functional)."""
+    op = OP if activation is None and residual is None and scale == 1.0 else "conv2d_fused"
+    input, weight, bias, residual = _autocast(input, weight, bias, residual)
+    _check_tensors(op, input, weight, bias, False)
+    stride = _pair(stride, "stride", op, 1)
+    dilation = _pair(dilation, "dilation", op, 1)
+    x, unbatched = _batched(input)
+    C, OC = x.shape[1], weight.shape[0]
+    _check_groups(op, groups, C, "input channels", OC, "out_channels (weight.shape[0])")
+    if weight.shape[1] * groups != C:
+        raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} and groups={groups} expect "
+                         f"{weight.shape[1] * groups} input channels, got input of shape "
+                         f"{tuple(input.shape)}")
+    if bias is not None and tuple(bias.shape) != (OC,):
+        raise ValueError(f"{op}: bias must have shape ({OC},), got {tuple(bias.shape)}")
+    pad4 = _padding4(op, padding, stride, dilation, weight.shape[2:])
+    shape = _out_shape(x, weight, stride, pad4, dilation)
+    if min(shape[2:]) <= 0:
+        raise ValueError(f"{op}: output size {tuple(shape[2:])} is not positive: input "
+                         f"{tuple(x.shape[2:])} with padding {padding!r} is smaller than the dilated "
+                         f"kernel {tuple(d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:]))}")
+    if activation not in (None, "relu"):
+        raise ValueError(f"{op}: activation must be None or 'relu', got {activation!r}")
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
+        raise ValueError(f"{op}: scale must be a finite number, got {scale!r}")
+    if residual is not None:
+        r = residual if not unbatched else residual.unsqueeze(0)
+        if tuple(r.shape) != shape:
+            raise ValueError(f"{op}: residual must have the output's shape "
+                             f"{shape[1:] if unbatched else shape}, got {tuple(residual.shape)}")
+        if r.dtype != x.dtype or r.device != x.device:
+            raise TypeError(f"{op}: residual must have the input's dtype {x.dtype} and device "
+                            f"{x.device}, got {r.dtype} on {r.device}")
+        residual = r
+    backend = _backend.resolve(backend, x.device, OP)
+    y = conv2d_op(x, weight, bias, residual, stride, pad4, dilation, groups, activation == "relu",
+                  float(scale), backend)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, backend="auto"):
+    """Validate, pick the backend and call ``pydense::conv_transpose2d`` (see pydense.functional)."""
+    op = OP_T
+    input, weight, bias = _autocast(input, weight, bias)
+    _check_tensors(op, input, weight, bias, True)
+    stride = _pair(stride, "stride", op, 1)
+    dilation = _pair(dilation, "dilation", op, 1)
+    padding = _pair(padding, "padding", op, 0)
+    output_padding = _pair(output_padding, "output_padding", op, 0)
+    for i in (0, 1):
+        if output_padding[i] >= max(stride[i], dilation[i]):
+            raise ValueError(f"{op}: output_padding {tuple(output_padding)} must be smaller than "
+                             f"stride {tuple(stride)} or dilation {tuple(dilation)}")
+    x, unbatched = _batched(input)
+    C, OCg = x.shape[1], weight.shape[1]
+    _check_groups(op, groups, C, "input channels", weight.shape[0], "in_channels (weight.shape[0])")
+    if weight.shape[0] != C:
+        raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} expects {weight.shape[0]} "
+                         f"input channels, got input of shape {tuple(input.shape)}")
+    if bias is not None and tuple(bias.shape) != (OCg * groups,):
+        raise ValueError(f"{op}: bias must have shape ({OCg * groups},), got {tuple(bias.shape)}")
+    hw = [transposed_out_size(x.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
+                              output_padding[i], dilation[i]) for i in (0, 1)]
+    if min(hw) <= 0:
+        raise ValueError(f"{op}: output size {tuple(hw)} is not positive (padding {tuple(padding)} "
+                         f"too large for input {tuple(x.shape[2:])})")
+    backend = _backend.resolve(backend, x.device, OP_T)
+    y = conv_transpose2d_op(x, weight, bias, stride, padding, output_padding, dilation, groups, backend)
+    return y.squeeze(0) if unbatched else y

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import timeit
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -43,13 +43,15 @@ import pydense
 from pydense import _backend
 
 PYDENSE_BACKENDS = ("triton", "cuda", "cpu")
-PROVIDERS = PYDENSE_BACKENDS + ("aten", "compile")
+# "compile-max-autotune" runs for bench modules with MAX_AUTOTUNE = True (convolutions), on CUDA,
+# outside --quick (its autotuning takes minutes per case).
+PROVIDERS = PYDENSE_BACKENDS + ("aten", "compile", "compile-max-autotune")
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                torch.float64: "fp64"}
 COLUMNS = ("case", "dtype", "layout", "direction", "provider", "median_ms", "GB/s", "%copy_BW",
-           "speedup_vs_aten", "check", "notes")
+           "TFLOP/s", "%mm_peak", "speedup_vs_aten", "check", "notes")
 CSV_COLUMNS = ("op", "device", "bytes") + COLUMNS
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,6 +86,7 @@ class Problem:
     ref_grads: Tuple[torch.Tensor, ...]
     bytes: Dict[str, int]
     tolerance: float = 0.0
+    flops: Optional[Dict[str, int]] = None  # compute-bound ops: "fwd"/"bwd" -> flops (TFLOP/s, %mm_peak)
 
 
 def dtype_name(dtype):
@@ -131,6 +134,23 @@ def copy_bandwidth(device):
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
+_MM_PEAK = {}
+
+
+def matmul_peak(device, dtype):
+    """The measured dense-matmul rate (TFLOP/s) of the device in ``dtype``: torch.matmul of
+    8192^3 (GPU; tensor cores for fp16/bf16, TF32 as the cuBLAS flags allow for fp32) or 1024^3
+    (CPU). The roofline compute-bound ops are compared with ("%mm_peak")."""
+    key = (str(device), dtype)
+    if key not in _MM_PEAK:
+        n = 8192 if device.type == "cuda" else 1024
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        ms = bench_ms(lambda: torch.matmul(a, b), device, cpu_budget_s=0.5)
+        _MM_PEAK[key] = 2 * n ** 3 / (ms * 1e-3) / 1e12
+    return _MM_PEAK[key]
+
+
 # ---------------------------------------------------------------------------------------------
 # Providers, checks, measurements
 
@@ -155,6 +175,9 @@ def providers(problem, device, op, wanted=PROVIDERS):
     if "compile" in wanted:
         torch._dynamo.reset()  # one fresh cache per case: no recompile limit, no stale guards
         found.append(("compile", torch.compile(problem.eager, fullgraph=True, dynamic=False)))
+    if "compile-max-autotune" in wanted and device.type == "cuda":
+        found.append(("compile-max-autotune", torch.compile(
+            problem.eager, fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs")))
     return found, skipped
 
 
@@ -214,6 +237,8 @@ def measure(run, ref, device, tolerance=0.0):
 def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
     """Run every case of a bench module; return (rows, {provider: why skipped})."""
     rows, skipped = [], {}
+    if quick or not getattr(module, "MAX_AUTOTUNE", False):
+        wanted = tuple(w for w in wanted if w != "compile-max-autotune")
     for case in module.cases(device, quick):
         problem = module.problem(case, device)
         found, why = providers(problem, device, module.OP, wanted)
@@ -227,11 +252,18 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
                 nbytes = problem.bytes["fwd"] + problem.bytes["bwd"] if direction == "fwd+bwd" \
                     else problem.bytes[direction]
                 gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None
+                tflops = peak = None
+                if problem.flops and ms:
+                    flops = problem.flops["fwd"] + problem.flops["bwd"] if direction == "fwd+bwd" \
+                        else problem.flops[direction]
+                    tflops = flops / (ms * 1e-3) / 1e12
+                    peak = 100 * tflops / matmul_peak(device, case.dtype)
                 case_rows.append({
                     "op": module.OP, "device": device_name(device), "bytes": nbytes,
                     "case": case.name, "dtype": dtype_name(case.dtype), "layout": case.layout,
                     "direction": direction, "provider": name, "median_ms": ms, "GB/s": gbps,
-                    "%copy_BW": 100 * gbps / copy_bw if gbps else None, "speedup_vs_aten": None,
+                    "%copy_BW": 100 * gbps / copy_bw if gbps else None, "TFLOP/s": tflops,
+                    "%mm_peak": peak, "speedup_vs_aten": None,
                     "check": check, "notes": notes})
         aten = {r["direction"]: r["median_ms"] for r in case_rows if r["provider"] == "aten"}
         for r in case_rows:
@@ -254,8 +286,10 @@ def _fmt(key, value):
         return ""
     if key == "median_ms":
         return f"{value:.4g}"
-    if key in ("GB/s", "%copy_BW"):
+    if key in ("GB/s", "%copy_BW", "%mm_peak"):
         return f"{value:.1f}"
+    if key == "TFLOP/s":
+        return f"{value:.3g}"
     if key == "speedup_vs_aten":
         return f"{value:.2f}x"
     return str(value)

@@ -5,7 +5,8 @@ scatter path, invalid indices with checks off (the device guard must drop them, 
 them), channels_last and the backward, for each dtype. pixel_shuffle/unshuffle: factors 1-3,
 both layouts, non-contiguous input, forward and backward. interpolate (bilinear): up, down,
 align_corners, fractional scale factors, forward and backward. bilinear_deconv2d: factors 2, 8,
-32 with FCN's crops, forward and backward.
+32 with FCN's crops, forward and backward. conv2d (fused epilogue) and conv_transpose2d: dense,
+grouped, depthwise, dilated, strided; forward and both gradients.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -55,6 +56,20 @@ def main():
                     up = pydense.functional.bilinear_deconv2d(d, factor, crop=crop, output_size=size,
                                                               backend=backend)
                     up.backward(torch.randn_like(up))
+                # conv2d / conv2d_fused / conv_transpose2d: dense (tensor-core path for fp16/bf16
+                # on the cuda backend), grouped, depthwise x2, large dilation and padding, strides.
+                for (c, oc, k, s, p, d, g) in ((32, 48, 3, 1, 2, 2, 1), (8, 12, 3, 2, 5, 3, 2),
+                                               (6, 12, 3, 1, 6, 6, 6), (4, 4, 5, 3, 9, 4, 1)):
+                    xc = torch.randn(2, c, 13, 11, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    wc = torch.randn(oc, c // g, k, k, device="cuda", dtype=dtype, requires_grad=True)
+                    out = pydense.functional.conv2d_fused(xc, wc, None, s, p, d, g, activation="relu",
+                                                          scale=0.5, backend=backend)
+                    out.backward(torch.randn_like(out))
+                    wt = torch.randn(c, oc // g, k, k, device="cuda", dtype=dtype, requires_grad=True)
+                    out = pydense.functional.conv_transpose2d(xc, wt, None, s, 1, s - 1, g, d,
+                                                              backend=backend)
+                    out.backward(torch.randn_like(out))
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

@@ -213,6 +213,23 @@ def _epilogue(acc, b_ptr, r_ptr, oc, r_off, mask, scale,
 
 
 @triton.jit
+def _wgrad_positions(p0, hi, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, BLOCK: tl.constexpr):
+    """The weight gradient's K block [p0, p0 + BLOCK) of output positions p = (n, oh, ow), cut at
+    ``hi``, and the input pixel (ih, iw) tap (kh, kw) reads for each: (n, oh, ow, ih, iw, p_ok,
+    x_ok), x_ok false where the tap falls in the padding."""
+    p = p0 + tl.arange(0, BLOCK)
+    p_ok = p < hi
+    ow = p % OW
+    t = p // OW
+    oh = t % OH
+    n = t // OH
+    ih = oh * sh - ph + kh * dh
+    iw = ow * sw - pw + kw * dw
+    x_ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    return n, oh, ow, ih, iw, p_ok, x_ok
+
+
+@triton.jit
 def _tap_range(i, p, s, g, step, inv, K):
     """First tap, and the number of taps, that reach input index ``i`` (see the module docstring)."""
     r = (i + p) % s
@@ -359,15 +376,8 @@ def _wgrad_kernel(gy_ptr, x_ptr, part_ptr, H, W, OH, OW, P, Cg, OCg, OC, KH, KW,
     hi = tl.minimum(lo + chunk, P)
     acc = tl.zeros([BM, BN], dtype=acc_t)
     for p0 in range(lo, hi, BK):
-        p = p0 + tl.arange(0, BK)
-        p_ok = p < hi
-        ow = p % OW
-        t = p // OW
-        oh = t % OH
-        n = t // OH
-        ih = oh * sh - ph + kh * dh
-        iw = ow * sw - pw + kw * dw
-        x_ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        n, oh, ow, ih, iw, p_ok, x_ok = _wgrad_positions(p0, hi, H, W, OH, OW, kh, kw,
+                                                         sh, sw, ph, pw, dh, dw, BK)
         a = tl.load(gy_ptr + (oc * gs1)[:, None] + (n * gs0 + oh * gs2 + ow * gs3)[None, :],
                     mask=i_ok[:, None] & p_ok[None, :], other=0.0)
         b = tl.load(x_ptr + (n * xs0 + ih * xs2 + iw * xs3)[:, None] + (c * xs1)[None, :],
@@ -496,15 +506,8 @@ def _dw_wgrad_kernel(gy_ptr, x_ptr, part_ptr, H, W, OC, OH, OW, MULT, P, KH, KW,
     hi = tl.minimum(lo + chunk, P)
     acc = tl.zeros([BP, BC], dtype=acc_t)
     for p0 in range(lo, hi, BP):
-        p = p0 + tl.arange(0, BP)
-        p_ok = p < hi
-        ow = p % OW
-        t = p // OW
-        oh = t % OH
-        n = t // OH
-        ih = oh * sh - ph + kh * dh
-        iw = ow * sw - pw + kw * dw
-        x_ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        n, oh, ow, ih, iw, p_ok, x_ok = _wgrad_positions(p0, hi, H, W, OH, OW, kh, kw,
+                                                         sh, sw, ph, pw, dh, dw, BP)
         a = tl.load(gy_ptr + (n * gs0 + oh * gs2 + ow * gs3)[:, None] + (oc * gs1)[None, :],
                     mask=p_ok[:, None] & oc_ok[None, :], other=0.0).to(acc_t)
         b = tl.load(x_ptr + (n * xs0 + ih * xs2 + iw * xs3)[:, None] + (c * xs1)[None, :],

@@ -81,6 +81,24 @@ def grads_of(fn, inputs, g):
     return out, torch.autograd.grad(out, leaves, g)
 
 
+def check_against_oracle(oracle, ours, inputs, device, dtype, lay="nchw"):
+    """``ours`` on ``inputs`` (cast to ``dtype`` on ``device``, the first input in layout ``lay``)
+    against the float64 ``oracle`` on ``inputs``: output dtype, shape, memory format and values,
+    and every input gradient for one random output gradient."""
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    ref = oracle(*leaves)
+    g = data(ref.shape, 3)
+    ref_grads = torch.autograd.grad(ref, leaves, g)
+    args = [to(t, device, dtype, lay if i == 0 else "nchw") for i, t in enumerate(inputs)]
+    y, grads = grads_of(ours, args, to(g, device, dtype, lay))
+    assert y.dtype == dtype and y.shape == ref.shape
+    if lay == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    close(y, ref, dtype)
+    for got, want in zip(grads, ref_grads):
+        close(got, want, dtype)
+
+
 @pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("lay", ["nchw", "channels_last", "strided"])
@@ -91,17 +109,9 @@ def test_conv2d_forward_and_grads_match_oracle(device, backend, dtype, lay, cfg,
     skip_slow(device, backend, dtype, lay)
     backend = use(backend, monkeypatch)
     x, w, b, kw = conv_case(cfg, dtype)
-    ref, ref_grads = grads_of(lambda x, w, b: reference.conv2d(x, w, b, **kw), (x, w, b),
-                              g := data(reference.conv2d(x, w, b, **kw).shape, 3))
-    xd, wd, bd = to(x, device, dtype, lay), to(w, device, dtype), to(b, device, dtype)
-    y, grads = grads_of(lambda x, w, b: pydense.functional.conv2d(x, w, b, **kw, backend=backend),
-                        (xd, wd, bd), to(g, device, dtype, lay))
-    assert y.dtype == dtype and y.shape == ref.shape
-    if lay == "channels_last":
-        assert y.is_contiguous(memory_format=torch.channels_last)
-    close(y, ref, dtype)
-    for got, want in zip(grads, ref_grads):
-        close(got, want, dtype)
+    check_against_oracle(lambda x, w, b: reference.conv2d(x, w, b, **kw),
+                         lambda x, w, b: pydense.functional.conv2d(x, w, b, **kw, backend=backend),
+                         (x, w, b), device, dtype, lay)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -117,18 +127,9 @@ def test_conv_transpose2d_forward_and_grads_match_oracle(device, backend, dtype,
     w = data((C, OC // groups, KH, KW), 1, scale=(C * KH * KW) ** -0.5).to(dtype).double()
     b = data((OC,), 2).to(dtype).double()
     args = (stride, padding, output_padding, groups, dilation)
-    ref = reference.conv_transpose2d(x, w, b, *args)
-    g = data(ref.shape, 3)
-    _, ref_grads = grads_of(lambda x, w, b: reference.conv_transpose2d(x, w, b, *args), (x, w, b), g)
-    y, grads = grads_of(lambda x, w, b: pydense.functional.conv_transpose2d(x, w, b, *args, backend=backend),
-                        (to(x, device, dtype, lay), to(w, device, dtype), to(b, device, dtype)),
-                        to(g, device, dtype, lay))
-    assert y.dtype == dtype and y.shape == ref.shape
-    if lay == "channels_last":
-        assert y.is_contiguous(memory_format=torch.channels_last)
-    close(y, ref, dtype)
-    for got, want in zip(grads, ref_grads):
-        close(got, want, dtype)
+    check_against_oracle(lambda x, w, b: reference.conv_transpose2d(x, w, b, *args),
+                         lambda x, w, b: pydense.functional.conv_transpose2d(x, w, b, *args, backend=backend),
+                         (x, w, b), device, dtype, lay)
 
 
 FUSED = {"dense": CONFIGS["dense-3x3-d2"], "depthwise": CONFIGS["depthwise-d3"]}
@@ -143,14 +144,10 @@ def test_conv2d_fused_epilogue_matches_oracle(device, backend, dtype, cfg, monke
     shape = reference.conv2d(x, w, b, **kw).shape
     r = data(shape, 4).to(dtype).double()
     ep = dict(activation="relu", scale=0.25)
-    ref, ref_grads = grads_of(lambda x, w, b, r: reference.conv2d(x, w, b, **kw, residual=r, **ep),
-                              (x, w, b, r), g := data(shape, 5))
-    y, grads = grads_of(
+    check_against_oracle(
+        lambda x, w, b, r: reference.conv2d(x, w, b, **kw, residual=r, **ep),
         lambda x, w, b, r: pydense.functional.conv2d_fused(x, w, b, **kw, residual=r, **ep, backend=backend),
-        [to(t, device, dtype) for t in (x, w, b, r)], to(g, device, dtype))
-    close(y, ref, dtype)
-    for got, want in zip(grads, ref_grads):
-        close(got, want, dtype)
+        (x, w, b, r), device, dtype)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)

@@ -18,6 +18,14 @@ inline void check_same(const char* op, const char* name, const at::Tensor& t, co
               " on ", t.device());
 }
 
+// An optional bias: ref's dtype and device, shape (channels,).
+inline void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& ref,
+                       int64_t channels) {
+  if (!bias) return;
+  check_same(op, "bias", *bias, ref);
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == channels, op, ": bias must be (", channels, ",)");
+}
+
 inline void check_params(const char* op, at::IntArrayRef stride, at::IntArrayRef padding,
                          at::IntArrayRef dilation) {
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
@@ -48,21 +56,47 @@ inline Geometry<int64_t> geometry(const char* op, const at::Tensor& x, const at:
   return G;
 }
 
-inline void check_forward(const at::Tensor& x, const at::Tensor& w,
-                          const c10::optional<at::Tensor>& bias,
-                          const c10::optional<at::Tensor>& residual, const at::Tensor& out) {
+// Checks of _conv2d_fwd; returns the geometry.
+inline Geometry<int64_t> check_forward(const at::Tensor& x, const at::Tensor& w,
+                                       const c10::optional<at::Tensor>& bias,
+                                       const c10::optional<at::Tensor>& residual,
+                                       at::IntArrayRef stride, at::IntArrayRef padding,
+                                       at::IntArrayRef dilation, const at::Tensor& out) {
   const char* op = "_conv2d_fwd";
+  const Geometry<int64_t> G = geometry(op, x, w, out, stride, padding, dilation);
   check_same(op, "weight", w, x);
   check_same(op, "out", out, x);
-  if (bias) {
-    check_same(op, "bias", *bias, x);
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == w.size(0), op, ": bias must be (", w.size(0), ",)");
-  }
+  check_bias(op, bias, x, w.size(0));
   if (residual) {
     check_same(op, "residual", *residual, x);
     TORCH_CHECK(residual->sizes() == out.sizes(), op, ": residual must have the output's shape ",
                 out.sizes(), ", got ", residual->sizes());
   }
+  return G;
+}
+
+// Checks of _conv2d_dgrad (gx written from gy and w); returns the geometry (x = gx, y = gy).
+inline Geometry<int64_t> check_dgrad(const at::Tensor& gy, const at::Tensor& w,
+                                     const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef dilation,
+                                     const at::Tensor& gx) {
+  const char* op = "_conv2d_dgrad";
+  const Geometry<int64_t> G = geometry(op, gx, w, gy, stride, padding, dilation);
+  check_same(op, "weight", w, gy);
+  check_same(op, "grad_input", gx, gy);
+  check_bias(op, bias, gy, G.C);
+  return G;
+}
+
+// Checks of _conv2d_wgrad (gw written from gy and x); returns the geometry.
+inline Geometry<int64_t> check_wgrad(const at::Tensor& gy, const at::Tensor& x, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef dilation,
+                                     const at::Tensor& gw) {
+  const char* op = "_conv2d_wgrad";
+  const Geometry<int64_t> G = geometry(op, x, gw, gy, stride, padding, dilation);
+  check_same(op, "input", x, gy);
+  check_same(op, "grad_weight", gw, gy);
+  return G;
 }
 
 }  // namespace conv

@@ -39,8 +39,7 @@ void forward_cpu(const at::Tensor& x, const at::Tensor& w, const c10::optional<a
                  const c10::optional<at::Tensor>& residual, at::IntArrayRef stride,
                  at::IntArrayRef padding, at::IntArrayRef dilation, bool relu, double scale,
                  const at::Tensor& out) {
-  const Geometry<int64_t> G = geometry("_conv2d_fwd", x, w, out, stride, padding, dilation);
-  check_forward(x, w, bias, residual, out);
+  const Geometry<int64_t> G = check_forward(x, w, bias, residual, stride, padding, dilation, out);
   if (out.numel() == 0) return;
   const auto xs = strides_of<int64_t>(x), ws = strides_of<int64_t>(w), os = strides_of<int64_t>(out);
   const auto rs = residual ? strides_of<int64_t>(*residual) : os;
@@ -63,13 +62,7 @@ void forward_cpu(const at::Tensor& x, const at::Tensor& w, const c10::optional<a
 void dgrad_cpu(const at::Tensor& gy, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                const at::Tensor& gx) {
-  const Geometry<int64_t> G = geometry("_conv2d_dgrad", gx, w, gy, stride, padding, dilation);
-  check_same("_conv2d_dgrad", "weight", w, gy);
-  check_same("_conv2d_dgrad", "grad_input", gx, gy);
-  if (bias) {
-    check_same("_conv2d_dgrad", "bias", *bias, gy);
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == G.C, "_conv2d_dgrad: bias must be (", G.C, ",)");
-  }
+  const Geometry<int64_t> G = check_dgrad(gy, w, bias, stride, padding, dilation, gx);
   if (gx.numel() == 0) return;
   const auto gs = strides_of<int64_t>(gy), ws = strides_of<int64_t>(w), xs = strides_of<int64_t>(gx);
   const auto th = tap_axis<int64_t>(G.sh, G.dh), tw = tap_axis<int64_t>(G.sw, G.dw);
@@ -88,9 +81,7 @@ void dgrad_cpu(const at::Tensor& gy, const at::Tensor& w, const c10::optional<at
 
 void wgrad_cpu(const at::Tensor& gy, const at::Tensor& x, at::IntArrayRef stride,
                at::IntArrayRef padding, at::IntArrayRef dilation, const at::Tensor& gw) {
-  const Geometry<int64_t> G = geometry("_conv2d_wgrad", x, gw, gy, stride, padding, dilation);
-  check_same("_conv2d_wgrad", "input", x, gy);
-  check_same("_conv2d_wgrad", "grad_weight", gw, gy);
+  const Geometry<int64_t> G = check_wgrad(gy, x, stride, padding, dilation, gw);
   if (gw.numel() == 0) return;
   const auto gs = strides_of<int64_t>(gy), xs = strides_of<int64_t>(x), ws = strides_of<int64_t>(gw);
   const int64_t P = gy.size(0) * G.OH * G.OW;

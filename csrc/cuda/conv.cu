@@ -84,8 +84,7 @@ void forward_cuda(const at::Tensor& x, const at::Tensor& w, const c10::optional<
                   const c10::optional<at::Tensor>& residual, at::IntArrayRef stride,
                   at::IntArrayRef padding, at::IntArrayRef dilation, bool relu, double scale,
                   const at::Tensor& out) {
-  const Geometry<int64_t> G = geometry("_conv2d_fwd", x, w, out, stride, padding, dilation);
-  check_forward(x, w, bias, residual, out);
+  const Geometry<int64_t> G = check_forward(x, w, bias, residual, stride, padding, dilation, out);
   const int64_t total = out.numel();
   if (total == 0) return;
   if (tensorcore_eligible(x, w)) return forward_tensorcore(x, w, bias, residual, G, relu, scale, out);
@@ -112,13 +111,7 @@ void forward_cuda(const at::Tensor& x, const at::Tensor& w, const c10::optional<
 void dgrad_cuda(const at::Tensor& gy, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                 const at::Tensor& gx) {
-  const Geometry<int64_t> G = geometry("_conv2d_dgrad", gx, w, gy, stride, padding, dilation);
-  check_same("_conv2d_dgrad", "weight", w, gy);
-  check_same("_conv2d_dgrad", "grad_input", gx, gy);
-  if (bias) {
-    check_same("_conv2d_dgrad", "bias", *bias, gy);
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == G.C, "_conv2d_dgrad: bias must be (", G.C, ",)");
-  }
+  const Geometry<int64_t> G = check_dgrad(gy, w, bias, stride, padding, dilation, gx);
   const int64_t total = gx.numel();
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(gy.device());
@@ -140,9 +133,7 @@ void dgrad_cuda(const at::Tensor& gy, const at::Tensor& w, const c10::optional<a
 
 void wgrad_cuda(const at::Tensor& gy, const at::Tensor& x, at::IntArrayRef stride,
                 at::IntArrayRef padding, at::IntArrayRef dilation, const at::Tensor& gw) {
-  const Geometry<int64_t> G = geometry("_conv2d_wgrad", x, gw, gy, stride, padding, dilation);
-  check_same("_conv2d_wgrad", "input", x, gy);
-  check_same("_conv2d_wgrad", "grad_weight", gw, gy);
+  const Geometry<int64_t> G = check_wgrad(gy, x, stride, padding, dilation, gw);
   const int64_t elements = gw.numel();
   if (elements == 0) return;
   const c10::cuda::CUDAGuard guard(gy.device());

@@ -121,7 +121,21 @@ class BilinearDeconv2d(torch.nn.Module):
         return f"factor={self.factor}, crop={self.crop}, backend={self.backend!r}"
 
 
-class Conv2d(torch.nn.Conv2d):
+class _ZeroPaddedConv:
+    """What the convolution modules share: the ``backend`` keyword and the padding_mode check."""
+
+    def __init__(self, *args, backend="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"pydense.nn.{type(self).__name__}: padding_mode must be 'zeros', got "
+                             f"{self.padding_mode!r}")
+        self.backend = backend
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class Conv2d(_ZeroPaddedConv, torch.nn.Conv2d):
     """Drop-in :class:`torch.nn.Conv2d` computed by :func:`pydense.functional.conv2d`
     (``padding_mode="zeros"`` only).
 
@@ -136,21 +150,12 @@ class Conv2d(torch.nn.Conv2d):
         torch.Size([1, 21, 66, 66])
     """
 
-    def __init__(self, *args, backend="auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.padding_mode != "zeros":
-            raise ValueError(f"pydense.nn.Conv2d: padding_mode must be 'zeros', got {self.padding_mode!r}")
-        self.backend = backend
-
     def forward(self, input):
         return functional.conv2d(input, self.weight, self.bias, self.stride, self.padding,
                                  self.dilation, self.groups, backend=self.backend)
 
-    def extra_repr(self):
-        return f"{super().extra_repr()}, backend={self.backend!r}"
 
-
-class ConvTranspose2d(torch.nn.ConvTranspose2d):
+class ConvTranspose2d(_ZeroPaddedConv, torch.nn.ConvTranspose2d):
     """Drop-in :class:`torch.nn.ConvTranspose2d` computed by
     :func:`pydense.functional.conv_transpose2d` (``output_size`` in ``forward`` as in PyTorch).
 
@@ -161,19 +166,9 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
         torch.Size([1, 512, 20, 20])
     """
 
-    def __init__(self, *args, backend="auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.padding_mode != "zeros":
-            raise ValueError(f"pydense.nn.ConvTranspose2d: padding_mode must be 'zeros', got "
-                             f"{self.padding_mode!r}")
-        self.backend = backend
-
     def forward(self, input, output_size=None):
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         return functional.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
                                            tuple(output_padding), self.groups, self.dilation,
                                            backend=self.backend)
-
-    def extra_repr(self):
-        return f"{super().extra_repr()}, backend={self.backend!r}"

@@ -1,4 +1,5 @@
-"""Pieces every op module shares: the output memory-format rule and the input dtype check."""
+"""Pieces every op module shares: the output memory-format rule and allocation, and the input
+dtype check."""
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -9,6 +10,12 @@ def out_memory_format(t):
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
+
+
+def empty_output(shape, like):
+    """An uninitialised output of ``shape`` with ``like``'s dtype and device, in the memory format
+    outputs take (:func:`out_memory_format` of ``like``)."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=out_memory_format(like))
 
 
 def check_float_input(input, op):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, out_memory_format
+from ._common import check_float_input, empty_output, out_memory_format
 from .upsample_bilinear import acc_dtype, two_tap_backward, two_tap_forward
 
 OP = "bilinear_deconv2d"
@@ -83,8 +83,7 @@ def bilinear_deconv2d(input: torch.Tensor, factor: int, crop: int, output_size: 
 
 @bilinear_deconv2d.register_fake
 def _(input, factor, crop, output_size, backend):
-    return torch.empty((*input.shape[:2], *output_size), dtype=input.dtype, device=input.device,
-                       memory_format=out_memory_format(input))
+    return empty_output((*input.shape[:2], *output_size), input)
 
 
 @torch.library.custom_op("pydense::bilinear_deconv2d_backward", mutates_args=())

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, out_memory_format
+from ._common import FLOAT_DTYPES, empty_output, out_memory_format
 
 OP, OP_T = "conv2d", "conv_transpose2d"
 DIRECT_MAX_CG = 8
@@ -47,8 +47,9 @@ def _allow_tf32():
     return torch.backends.cudnn.allow_tf32
 
 
-def _use_direct(backend, cg):
-    return backend == "cuda" or (backend == "cpu" and cg <= DIRECT_MAX_CG)
+def _on_aten(backend, cg):
+    """Whether the op runs on ATen: backend "torch", or "cpu" for C_in/groups > DIRECT_MAX_CG."""
+    return backend == "torch" or (backend == "cpu" and cg > DIRECT_MAX_CG)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,10 +102,6 @@ def _out_shape(input, weight, stride, pad4, dil):
             out_size(input.shape[3], weight.shape[3], stride[1], pad4[2], pad4[3], dil[1]))
 
 
-def _empty(shape, like):
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=out_memory_format(like))
-
-
 @torch.library.custom_op("pydense::conv2d", mutates_args=())
 def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
               residual: Optional[torch.Tensor], stride: List[int], padding: List[int],
@@ -112,13 +109,13 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
               backend: str) -> torch.Tensor:
     """residual + scale * act(conv2d(input, weight) + bias); see pydense.functional.conv2d_fused."""
     cg = weight.shape[1]
-    if backend == "torch" or (backend == "cpu" and not _use_direct(backend, cg)):
+    if _on_aten(backend, cg):
         y = _aten_forward(input, weight, bias, stride, padding, dilation, groups)
         y = y.relu() if relu else y
         y = y * scale if scale != 1.0 else y
         y = y + residual if residual is not None else y
         return y.contiguous(memory_format=out_memory_format(input))
-    out = _empty(_out_shape(input, weight, stride, padding, dilation), input)
+    out = empty_output(_out_shape(input, weight, stride, padding, dilation), input)
     pad_tl = (padding[0], padding[2])
     if backend == "triton":
         from ..kernels import conv as kernels
@@ -133,7 +130,7 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
 
 @conv2d_op.register_fake
 def _(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend):
-    return _empty(_out_shape(input, weight, stride, padding, dilation), input)
+    return empty_output(_out_shape(input, weight, stride, padding, dilation), input)
 
 
 @torch.library.custom_op("pydense::conv2d_input_grad", mutates_args=())
@@ -143,11 +140,11 @@ def input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optiona
     """Input gradient of conv2d (``padding`` = (top, left)) plus ``bias`` per input channel: the
     transposed convolution of ``grad_output``."""
     cg = weight.shape[1]
-    if backend == "torch" or (backend == "cpu" and not _use_direct(backend, cg)):
+    if _on_aten(backend, cg):
         gx = _aten_input_grad(grad_output, weight, input_hw, stride, padding, dilation, groups)
         gx = gx + bias.view(1, -1, 1, 1) if bias is not None else gx
         return gx.contiguous(memory_format=out_memory_format(grad_output))
-    gx = _empty((grad_output.shape[0], cg * groups, *input_hw), grad_output)
+    gx = empty_output((grad_output.shape[0], cg * groups, *input_hw), grad_output)
     if backend == "triton":
         from ..kernels import conv as kernels
 
@@ -160,7 +157,7 @@ def input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optiona
 
 @input_grad_op.register_fake
 def _(grad_output, weight, bias, input_hw, stride, padding, dilation, groups, backend):
-    return _empty((grad_output.shape[0], weight.shape[1] * groups, *input_hw), grad_output)
+    return empty_output((grad_output.shape[0], weight.shape[1] * groups, *input_hw), grad_output)
 
 
 @torch.library.custom_op("pydense::conv2d_weight_grad", mutates_args=())
@@ -169,12 +166,10 @@ def weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch
                    backend: str) -> torch.Tensor:
     """Weight gradient of conv2d (``padding`` = (top, left)), in ``weight``'s shape and memory
     format; ``weight``'s values are not read."""
-    cg = weight.shape[1]
-    fmt = out_memory_format(weight)
-    if backend == "torch" or (backend == "cpu" and not _use_direct(backend, cg)):
+    if _on_aten(backend, weight.shape[1]):
         gw = _aten_weight_grad(grad_output, input, weight, stride, padding, dilation, groups)
-        return gw.contiguous(memory_format=fmt)
-    gw = torch.empty(weight.shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+        return gw.contiguous(memory_format=out_memory_format(weight))
+    gw = empty_output(weight.shape, weight)  # weight has the input's dtype and device
     if backend == "triton":
         from ..kernels import conv as kernels
 
@@ -186,8 +181,7 @@ def weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch
 
 @weight_grad_op.register_fake
 def _(grad_output, input, weight, stride, padding, dilation, groups, backend):
-    return torch.empty(weight.shape, dtype=input.dtype, device=input.device,
-                       memory_format=out_memory_format(weight))
+    return empty_output(weight.shape, weight)
 
 
 def _bias_grad(g):
@@ -244,7 +238,7 @@ def conv_transpose2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optiona
 def _(input, weight, bias, stride, padding, output_padding, dilation, groups, backend):
     hw = [transposed_out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
                               output_padding[i], dilation[i]) for i in (0, 1)]
-    return _empty((input.shape[0], weight.shape[1] * groups, *hw), input)
+    return empty_output((input.shape[0], weight.shape[1] * groups, *hw), input)
 
 
 def _t_setup(ctx, inputs, output):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, out_memory_format
+from ._common import check_float_input, empty_output, out_memory_format
 
 OP = "max_unpool2d"
 
@@ -112,8 +112,7 @@ def check_index_range(indices, out_hw, name="indices"):
 
 def _empty_out(input, out_hw):
     n, c = input.shape[:2]
-    return torch.empty((n, c, *out_hw), dtype=input.dtype, device=input.device,
-                       memory_format=out_memory_format(input))
+    return empty_output((n, c, *out_hw), input)
 
 
 @torch.library.custom_op("pydense::max_unpool2d", mutates_args=())

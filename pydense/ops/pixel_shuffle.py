@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, out_memory_format
+from ._common import check_float_input, empty_output, out_memory_format
 
 
 def out_shape(shape, factor, upscale):
@@ -24,8 +24,7 @@ def _run(input, factor, backend, upscale):
     if backend == "torch":
         fn = F.pixel_shuffle if upscale else F.pixel_unshuffle
         return fn(input, factor).contiguous(memory_format=out_memory_format(input))
-    out = torch.empty(out_shape(input.shape, factor, upscale), dtype=input.dtype,
-                      device=input.device, memory_format=out_memory_format(input))
+    out = empty_output(out_shape(input.shape, factor, upscale), input)
     if backend == "triton":
         from ..kernels import pixel_shuffle as kernels
 
@@ -36,8 +35,7 @@ def _run(input, factor, backend, upscale):
 
 
 def _fake(input, factor, upscale):
-    return torch.empty(out_shape(input.shape, factor, upscale), dtype=input.dtype,
-                       device=input.device, memory_format=out_memory_format(input))
+    return empty_output(out_shape(input.shape, factor, upscale), input)
 
 
 @torch.library.custom_op("pydense::pixel_shuffle", mutates_args=())

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, out_memory_format
+from ._common import check_float_input, empty_output, out_memory_format
 
 OP = "interpolate"
 
@@ -91,8 +91,7 @@ def two_tap_forward(input, out_hw, h_tab, w_tab, backend):
     """out[n, c, oh, ow] = sum of the 4 taps of (oh, ow) given by the per-axis tables, on a
     pydense backend; the output keeps the input's memory format. Also serves bilinear_deconv2d."""
     n, c = input.shape[:2]
-    out = torch.empty((n, c, *out_hw), dtype=input.dtype, device=input.device,
-                      memory_format=out_memory_format(input))
+    out = empty_output((n, c, *out_hw), input)
     if backend == "triton":
         from ..kernels import upsample_bilinear as kernels
 
@@ -105,8 +104,7 @@ def two_tap_forward(input, out_hw, h_tab, w_tab, backend):
 @upsample_bilinear2d.register_fake
 def _(input, output_size, align_corners, scale_h, scale_w, backend):
     n, c = input.shape[:2]
-    return torch.empty((n, c, *output_size), dtype=input.dtype, device=input.device,
-                       memory_format=out_memory_format(input))
+    return empty_output((n, c, *output_size), input)
 
 
 @torch.library.custom_op("pydense::upsample_bilinear2d_backward", mutates_args=())

@@ -51,7 +51,7 @@ LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last
 DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                torch.float64: "fp64"}
 COLUMNS = ("case", "dtype", "layout", "direction", "provider", "median_ms", "GB/s", "%copy_BW",
-           "TFLOP/s", "%mm_peak", "speedup_vs_aten", "check", "notes")
+           "TFLOP/s", "%mm_peak", "speedup_vs_aten", "bytes_vs_eager", "check", "notes")
 CSV_COLUMNS = ("op", "device", "bytes") + COLUMNS
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,6 +87,9 @@ class Problem:
     bytes: Dict[str, int]
     tolerance: float = 0.0
     flops: Optional[Dict[str, int]] = None  # compute-bound ops: "fwd"/"bwd" -> flops (TFLOP/s, %mm_peak)
+    # Fused ops: "fwd"/"bwd" -> modelled bytes of the eager chain the op replaces (every
+    # intermediate written and read back); "bytes_vs_eager" = bytes / eager_bytes (< 1: fewer bytes).
+    eager_bytes: Optional[Dict[str, int]] = None
 
 
 def dtype_name(dtype):
@@ -234,6 +237,11 @@ def measure(run, ref, device, tolerance=0.0):
         return None, "ERROR", _error_text(e)
 
 
+def _per_direction(counts, direction):
+    """A per-direction count ("fwd"/"bwd"); "fwd+bwd" is their sum."""
+    return counts["fwd"] + counts["bwd"] if direction == "fwd+bwd" else counts[direction]
+
+
 def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
     """Run every case of a bench module; return (rows, {provider: why skipped})."""
     rows, skipped = [], {}
@@ -249,13 +257,13 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
                 if log:
                     log(f"  {case.name} {dtype_name(case.dtype)} {case.layout} {direction} {name}")
                 ms, check, notes = measure(run, ref, device, problem.tolerance)
-                nbytes = problem.bytes["fwd"] + problem.bytes["bwd"] if direction == "fwd+bwd" \
-                    else problem.bytes[direction]
+                nbytes = _per_direction(problem.bytes, direction)
+                ratio = (nbytes / _per_direction(problem.eager_bytes, direction)
+                         if problem.eager_bytes else None)
                 gbps = nbytes / (ms * 1e-3) / 1e9 if ms else None
                 tflops = peak = None
                 if problem.flops and ms:
-                    flops = problem.flops["fwd"] + problem.flops["bwd"] if direction == "fwd+bwd" \
-                        else problem.flops[direction]
+                    flops = _per_direction(problem.flops, direction)
                     tflops = flops / (ms * 1e-3) / 1e12
                     peak = 100 * tflops / matmul_peak(device, case.dtype)
                 case_rows.append({
@@ -263,7 +271,7 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
                     "case": case.name, "dtype": dtype_name(case.dtype), "layout": case.layout,
                     "direction": direction, "provider": name, "median_ms": ms, "GB/s": gbps,
                     "%copy_BW": 100 * gbps / copy_bw if gbps else None, "TFLOP/s": tflops,
-                    "%mm_peak": peak, "speedup_vs_aten": None,
+                    "%mm_peak": peak, "speedup_vs_aten": None, "bytes_vs_eager": ratio,
                     "check": check, "notes": notes})
         aten = {r["direction"]: r["median_ms"] for r in case_rows if r["provider"] == "aten"}
         for r in case_rows:
@@ -286,6 +294,8 @@ def _fmt(key, value):
         return ""
     if key == "median_ms":
         return f"{value:.4g}"
+    if key == "bytes_vs_eager":
+        return f"{value:.2f}"
     if key in ("GB/s", "%copy_BW", "%mm_peak"):
         return f"{value:.1f}"
     if key == "TFLOP/s":
@@ -298,7 +308,7 @@ def _fmt(key, value):
 def markdown_table(rows, columns=COLUMNS):
     cells = [[_fmt(c, r[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    numeric = {"median_ms", "GB/s", "%copy_BW", "speedup_vs_aten"}
+    numeric = {"median_ms", "GB/s", "%copy_BW", "speedup_vs_aten", "bytes_vs_eager"}
 
     def line(values):
         return "| " + " | ".join(v.rjust(w) if c in numeric else v.ljust(w)

@@ -16,10 +16,11 @@ TORCH_LIBRARY(pydense, m) {
   // pixel_shuffle (upscale=True) / pixel_unshuffle (upscale=False) of a 4-D input into out.
   m.def("_pixel_shuffle(Tensor input, int factor, bool upscale, Tensor(a!) out) -> ()");
   // Bilinear upsampling from per-axis tables (idx/lam: (2, out), rng: (2, in); see
-  // csrc/common/upsample_bilinear.h): forward gather, and the backward as a gather.
+  // csrc/common/upsample_bilinear.h): forward gather, and the backward as a gather. With a skip
+  // tensor the forward writes the concatenation [upsample(input), skip] along channels (UNet).
   m.def(
-      "_upsample_bilinear2d_fwd(Tensor input, Tensor h_idx, Tensor h_lam, Tensor w_idx, "
-      "Tensor w_lam, Tensor(a!) out) -> ()");
+      "_upsample_bilinear2d_fwd(Tensor input, Tensor? skip, Tensor h_idx, Tensor h_lam, "
+      "Tensor w_idx, Tensor w_lam, Tensor(a!) out) -> ()");
   m.def(
       "_upsample_bilinear2d_bwd(Tensor grad_output, Tensor h_idx, Tensor h_lam, Tensor h_rng, "
       "Tensor w_idx, Tensor w_lam, Tensor w_rng, Tensor(a!) grad_input) -> ()");

@@ -15,6 +15,10 @@ Backward (a gather over the input: no atomics, a fixed summation order, bitwise 
     grad_x[n, c, ih, iw] = sum_{oh in rng_h(ih)} sum_{ow in rng_w(iw)} wh(oh, ih) * ww(ow, iw) * g[n, c, oh, ow]
     wh(oh, ih) = lam_h[0, oh] * (idx_h[0, oh] == ih) + lam_h[1, oh] * (idx_h[1, oh] == ih)
 
+With ``CONCAT`` the forward also writes UNet's skip concatenation in the same pass: output
+channels ``c < CX`` are upsampled from x, channels ``c >= CX`` copy ``skip[:, c - CX]``
+(``torch.cat([interpolate(x), skip], 1)`` without the intermediate upsampled tensor).
+
 The loops run to ``MAXH``/``MAXW`` (an upper bound of the range lengths, a runtime scalar) with
 masks. Arithmetic is in fp32 (half/bf16 converted right after loading), fp64 for fp64 data.
 """
@@ -28,21 +32,28 @@ BLOCK = 512
 NUM_WARPS = 4
 
 # (kernel, constexprs[, data dtypes]): fp64 data accumulates in fp64, everything else in fp32.
-CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "ACC_FP64": fp64, "BLOCK": BLOCK},
+CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "ACC_FP64": fp64, "BLOCK": BLOCK, **extra},
             ("fp64",) if fp64 else ("fp32", "fp16", "bf16"))
-           for name in ("_forward_kernel", "_backward_kernel") for cl in (False, True)
-           for i64 in (False, True) for fp64 in (False, True)]
+           for name, extra in (("_forward_kernel", {"CONCAT": False}),
+                               ("_forward_kernel", {"CONCAT": True}), ("_backward_kernel", {}))
+           for cl in (False, True) for i64 in (False, True) for fp64 in (False, True)]
 
 
 @triton.jit
-def _forward_kernel(x_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
-                    xs0, xs1, xs2, xs3, os0, os1, os2, os3, C, OH, OW, total,
+def _forward_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
+                    xs0, xs1, xs2, xs3, ss0, ss1, ss2, ss3, os0, os1, os2, os3, C, CX, OH, OW, total,
                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, ACC_FP64: tl.constexpr,
-                    BLOCK: tl.constexpr):
+                    CONCAT: tl.constexpr, BLOCK: tl.constexpr):
     acc: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
-    live = l < total
     n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
+    o_ptr = out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3
+    live = l < total
+    if CONCAT:  # channels >= CX: a copy of the skip tensor
+        from_skip = live & (c >= CX)
+        s = tl.load(s_ptr + n * ss0 + (c - CX) * ss1 + oh * ss2 + ow * ss3, mask=from_skip)
+        tl.store(o_ptr, s, mask=from_skip)
+        live = live & (c < CX)
     h0 = tl.load(hidx_ptr + oh, mask=live, other=0)
     h1 = tl.load(hidx_ptr + OH + oh, mask=live, other=0)
     lh0 = tl.load(hlam_ptr + oh, mask=live, other=0.0).to(acc)
@@ -57,8 +68,7 @@ def _forward_kernel(x_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
     x10 = tl.load(base + h1 * xs2 + w0 * xs3, mask=live, other=0.0).to(acc)
     x11 = tl.load(base + h1 * xs2 + w1 * xs3, mask=live, other=0.0).to(acc)
     v = lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
-    tl.store(out_ptr + n * os0 + c * os1 + oh * os2 + ow * os3,
-             v.to(out_ptr.dtype.element_ty), mask=live)
+    tl.store(o_ptr, v.to(out_ptr.dtype.element_ty), mask=live)
 
 
 @triton.jit
@@ -102,16 +112,19 @@ def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wla
              acc.to(gi_ptr.dtype.element_ty), mask=live)
 
 
-def forward(input, out, h_idx, h_lam, w_idx, w_lam):
-    """Write the bilinear upsampling of ``input`` into ``out`` (both 4-D) from the axis tables."""
+def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
+    """Write the bilinear upsampling of ``input`` into ``out`` (both 4-D) from the axis tables;
+    with ``skip``, write ``cat([upsampled input, skip], 1)`` (out has C + C_skip channels)."""
     total = out.numel()
     if total == 0:
         return out
+    s = input if skip is None else skip
     _forward_kernel[(triton.cdiv(total, BLOCK),)](
-        input, out, h_idx, h_lam, w_idx, w_lam, *input.stride(), *out.stride(),
-        out.shape[1], out.shape[2], out.shape[3], total,
-        CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, out),
-        ACC_FP64=input.dtype == torch.float64, BLOCK=BLOCK, num_warps=NUM_WARPS)
+        input, s, out, h_idx, h_lam, w_idx, w_lam, *input.stride(), *s.stride(), *out.stride(),
+        out.shape[1], input.shape[1], out.shape[2], out.shape[3], total,
+        CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, s, out),
+        ACC_FP64=input.dtype == torch.float64, CONCAT=skip is not None, BLOCK=BLOCK,
+        num_warps=NUM_WARPS)
     return out
 
 

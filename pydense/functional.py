@@ -8,6 +8,7 @@ from .ops import conv as _conv
 from .ops import max_unpool as _max_unpool
 from .ops import pixel_shuffle as _pixel_shuffle
 from .ops import upsample_bilinear as _upsample_bilinear
+from .ops import upsample_concat as _upsample_concat
 
 __all__ = ["bilinear_deconv2d", "conv2d", "conv2d_fused", "conv_transpose2d", "interpolate",
            "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
@@ -288,3 +289,39 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """
     return _conv.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
                                   dilation, backend=backend)
+
+
+def upsample_concat(x, skip, *, scale_factor=2, mode="bilinear", align_corners=None, backend="auto"):
+    r"""UNet's skip connection in one pass: ``torch.cat([F.interpolate(x, ...), skip], dim=1)``.
+
+    Equal to ``torch.cat([F.interpolate(x, scale_factor=scale_factor, mode=mode,
+    align_corners=align_corners), skip], 1)`` (bitwise, for the pydense backends, up to the
+    interpolation's rounding), written by one kernel that interpolates the first ``C_x`` output
+    channels and copies ``skip`` into the rest: the upsampled tensor is never materialised. The
+    output keeps ``x``'s memory format (NCHW or channels_last); any input strides.
+
+    Backward: ``skip``'s gradient is a view of the output gradient's last channels; ``x``'s is
+    the interpolation's deterministic gather backward (no atomics), read in place from the
+    gradient's first ``C_x`` channels.
+
+    Args:
+        x (Tensor): (N, C_x, H, W) (or unbatched (C_x, H, W)), float16/bfloat16/float32/float64.
+        skip (Tensor): (N, C_skip, OH, OW) on x's device; the output has its spatial size. A
+            different float dtype is promoted with x's, as ``torch.cat`` does.
+        scale_factor (float or (float, float) or None): default 2; ``floor(H * scale_factor)``
+            must equal skip's size (else ValueError). None: upsample x to skip's size.
+        mode (str): "bilinear" (default), "nearest" or "nearest-exact" (PyTorch's formulas).
+        align_corners (bool, optional): bilinear only; default False.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        Tensor: (N, C_x + C_skip, OH, OW).
+
+    Example::
+
+        >>> x = torch.randn(1, 64, 32, 32)           # decoder features
+        >>> skip = torch.randn(1, 64, 64, 64)        # encoder features
+        >>> pydense.functional.upsample_concat(x, skip).shape
+        torch.Size([1, 128, 64, 64])
+    """
+    return _upsample_concat.upsample_concat(x, skip, scale_factor, mode, align_corners, backend)

@@ -76,6 +76,30 @@ def upsample_bilinear2d(input, output_size, align_corners, scales=(None, None)):
     return torch.einsum("oh,nchw,pw->ncop", ah.to(input.dtype), input, aw.to(input.dtype))
 
 
+def nearest_matrix(in_size, out_size, scale=None, exact=False):
+    """(out, in) 0/1 float64 matrix of 1-D nearest-neighbour resampling, PyTorch's definition:
+    src = min(floor(s * o), in - 1) ("nearest") or min(floor(s * (o + 0.5)), in - 1)
+    ("nearest-exact"), with s = 1 / scale or in / out rounded to float32 as ATen computes it."""
+    s = float(torch.tensor(1.0 / scale if scale else in_size / out_size, dtype=torch.float32))
+    m = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for o in range(out_size):
+        pos = torch.tensor((o + 0.5) if exact else o, dtype=torch.float32) * torch.tensor(s, dtype=torch.float32)
+        m[o, min(int(pos.floor()), in_size - 1)] = 1
+    return m
+
+
+def upsample_concat(x, skip, mode="bilinear", align_corners=False, scales=(None, None)):
+    """``torch.cat([upsample(x) to skip's size, skip], 1)`` with the matrices above."""
+    out_hw = skip.shape[-2:]
+    if mode == "bilinear":
+        up = upsample_bilinear2d(x, out_hw, align_corners, scales)
+    else:
+        a = [nearest_matrix(x.shape[2 + d], out_hw[d], scales[d], mode == "nearest-exact").to(x)
+             for d in range(2)]
+        up = torch.einsum("oh,nchw,pw->ncop", a[0], x, a[1])
+    return torch.cat([up, skip.to(up.dtype)], 1)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation=None, residual=None, scale=1.0):
     """float64 ``residual + scale * act(F.conv2d(...))`` (the convolution oracle: ATen's float64

@@ -56,6 +56,13 @@ def main():
                     up = pydense.functional.bilinear_deconv2d(d, factor, crop=crop, output_size=size,
                                                               backend=backend)
                     up.backward(torch.randn_like(up))
+                for mode, sf in (("bilinear", 2), ("nearest", (2.5, 1.5))):
+                    u = torch.randn(2, 3, 6, 8, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    sk = torch.randn(2, 5, 15, 12, device="cuda", dtype=dtype, requires_grad=True)
+                    up = pydense.functional.upsample_concat(u, sk, scale_factor=sf, mode=mode,
+                                                            backend=backend)
+                    up.backward(torch.randn_like(up))
                 # conv2d / conv2d_fused / conv_transpose2d: dense (tensor-core path for fp16/bf16
                 # on the cuda backend), grouped, depthwise x2, large dilation and padding, strides.
                 for (c, oc, k, s, p, d, g) in ((32, 48, 3, 1, 2, 2, 1), (8, 12, 3, 2, 5, 3, 2),

@@ -169,7 +169,7 @@ def test_compiled_ops_check_tables():
     x, out = torch.randn(1, 1, 2, 2), torch.empty(1, 1, 4, 4)
     idx, lam = torch.zeros(2, 4, dtype=torch.int32), torch.zeros(2, 4)
     with pytest.raises(RuntimeError, match="w_lam must be a contiguous"):
-        torch.ops.pydense._upsample_bilinear2d_fwd(x, idx, lam, idx, lam[:, :3], out)
+        torch.ops.pydense._upsample_bilinear2d_fwd(x, None, idx, lam, idx, lam[:, :3], out)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)

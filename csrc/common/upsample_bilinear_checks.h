@@ -3,6 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/Optional.h>
 
 namespace pydense {
 namespace upsample_bilinear {
@@ -27,11 +28,24 @@ inline void check_pair(const at::Tensor& small, const at::Tensor& big, const cha
               "upsample_bilinear2d: ", what, " must be 4-D with the same N, C, dtype and device");
 }
 
-// All checks of the forward op: out is (N, C, OH, OW), tables sized by OH and OW.
-inline void check_forward(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
-                          const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
-  check_pair(input, out, "input and out");
+// All checks of the forward op: out is (N, C, OH, OW) (C + C_skip channels with a skip tensor
+// of size (N, C_skip, OH, OW)), tables sized by OH and OW.
+inline void check_forward(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
+                          const at::Tensor& h_idx, const at::Tensor& h_lam, const at::Tensor& w_idx,
+                          const at::Tensor& w_lam, const at::Tensor& out) {
   const int64_t OH = out.size(2), OW = out.size(3);
+  if (skip) {
+    TORCH_CHECK(input.dim() == 4 && skip->dim() == 4 && out.dim() == 4 &&
+                    skip->size(0) == out.size(0) && input.size(0) == out.size(0) &&
+                    out.size(1) == input.size(1) + skip->size(1) && skip->size(2) == OH &&
+                    skip->size(3) == OW && skip->scalar_type() == input.scalar_type() &&
+                    out.scalar_type() == input.scalar_type() && skip->device() == input.device() &&
+                    out.device() == input.device(),
+                "upsample_bilinear2d: out must be (N, C + C_skip, OH, OW) for input (N, C, H, W) "
+                "and skip (N, C_skip, OH, OW), all of one dtype and device");
+  } else {
+    check_pair(input, out, "input and out");
+  }
   check_table(h_idx, at::kInt, OH, "h_idx", input);
   check_table(h_lam, lam_type(input), OH, "h_lam", input);
   check_table(w_idx, at::kInt, OW, "w_idx", input);

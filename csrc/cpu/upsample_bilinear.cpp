@@ -16,23 +16,34 @@ namespace pydense {
 namespace upsample_bilinear {
 namespace {
 
-void forward_cpu(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
-                 const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
-  check_forward(input, h_idx, h_lam, w_idx, w_lam, out);
-  const int64_t N = out.size(0), C = out.size(1), OH = out.size(2), OW = out.size(3);
+// Output channels c < CX are upsampled from input; with a skip tensor, channels c >= CX copy
+// skip[:, c - CX] (the fused UNet concat).
+void forward_cpu(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
+                 const at::Tensor& h_idx, const at::Tensor& h_lam, const at::Tensor& w_idx,
+                 const at::Tensor& w_lam, const at::Tensor& out) {
+  check_forward(input, skip, h_idx, h_lam, w_idx, w_lam, out);
+  const int64_t N = out.size(0), C = out.size(1), OH = out.size(2), OW = out.size(3),
+                CX = input.size(1);
   if (out.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();
   const int64_t xs0 = input.stride(0), xs1 = input.stride(1), xs2 = input.stride(2), xs3 = input.stride(3);
   const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2), os3 = out.stride(3);
+  const at::Tensor& sk = skip ? *skip : input;
+  const int64_t ss0 = sk.stride(0), ss1 = sk.stride(1), ss2 = sk.stride(2), ss3 = sk.stride(3);
   const bool channels_last = os1 == 1 && C > 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t* hl = h_lam.const_data_ptr<acc_t>();
     const acc_t* wl = w_lam.const_data_ptr<acc_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
+    const scalar_t* s = sk.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const auto one = [&](int64_t n, int64_t c, int64_t oh, int64_t ow) {
+      if (c >= CX) {
+        o[n * os0 + c * os1 + oh * os2 + ow * os3] = s[n * ss0 + (c - CX) * ss1 + oh * ss2 + ow * ss3];
+        return;
+      }
       const scalar_t* p = x + n * xs0 + c * xs1;
       const int64_t r0 = hi[oh] * xs2, r1 = hi[OH + oh] * xs2;
       const int64_t c0 = wi[ow] * xs3, c1 = wi[OW + ow] * xs3;

@@ -20,15 +20,22 @@ namespace {
 
 using namespace pydense::cuda;
 
+// Output channels c < CX are upsampled from x; with a skip tensor, channels c >= CX copy
+// skip[:, c - CX] (the fused UNet concat).
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                               const int32_t* __restrict__ hi, const acc_t* __restrict__ hl,
-                               const int32_t* __restrict__ wi, const acc_t* __restrict__ wl,
-                               Strides4<I> xs, Strides4<I> os, I C, I OH, I OW, bool channels_last,
-                               I total) {
+__global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ skip,
+                               scalar_t* __restrict__ out, const int32_t* __restrict__ hi,
+                               const acc_t* __restrict__ hl, const int32_t* __restrict__ wi,
+                               const acc_t* __restrict__ wl, Strides4<I> xs, Strides4<I> ss,
+                               Strides4<I> os, I C, I CX, I OH, I OW, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, oh, ow;
     decompose(l, C, OH, OW, channels_last, n, c, oh, ow);
+    if (c >= CX) {
+      out[n * os.v[0] + c * os.v[1] + oh * os.v[2] + ow * os.v[3]] =
+          skip[n * ss.v[0] + (c - CX) * ss.v[1] + oh * ss.v[2] + ow * ss.v[3]];
+      continue;
+    }
     const scalar_t* p = x + n * xs.v[0] + c * xs.v[1];
     const I r0 = hi[oh] * xs.v[2], r1 = hi[OH + oh] * xs.v[2];
     const I c0 = wi[ow] * xs.v[3], c1 = wi[OW + ow] * xs.v[3];
@@ -60,23 +67,25 @@ __global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __rest
   }
 }
 
-void forward_cuda(const at::Tensor& input, const at::Tensor& h_idx, const at::Tensor& h_lam,
-                  const at::Tensor& w_idx, const at::Tensor& w_lam, const at::Tensor& out) {
-  check_forward(input, h_idx, h_lam, w_idx, w_lam, out);
+void forward_cuda(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
+                  const at::Tensor& h_idx, const at::Tensor& h_lam, const at::Tensor& w_idx,
+                  const at::Tensor& w_lam, const at::Tensor& out) {
+  check_forward(input, skip, h_idx, h_lam, w_idx, w_lam, out);
   const int64_t C = out.size(1), OH = out.size(2), OW = out.size(3), total = out.numel();
   if (total == 0) return;
   const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const bool narrow = fits_int32({&input, &out});
+  const at::Tensor& s = skip ? *skip : input;
+  const bool narrow = fits_int32({&input, &s, &out});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
       forward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
-          input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-          h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<at::opmath_type<scalar_t>>(),
-          w_idx.const_data_ptr<int32_t>(), w_lam.const_data_ptr<at::opmath_type<scalar_t>>(),
-          strides_of<I>(input),
-          strides_of<I>(out), I(C), I(OH), I(OW), is_channels_last(out), I(total));
+          input.const_data_ptr<scalar_t>(), skip ? s.const_data_ptr<scalar_t>() : nullptr,
+          out.mutable_data_ptr<scalar_t>(), h_idx.const_data_ptr<int32_t>(),
+          h_lam.const_data_ptr<at::opmath_type<scalar_t>>(), w_idx.const_data_ptr<int32_t>(),
+          w_lam.const_data_ptr<at::opmath_type<scalar_t>>(), strides_of<I>(input), strides_of<I>(s),
+          strides_of<I>(out), I(C), I(input.size(1)), I(OH), I(OW), is_channels_last(out), I(total));
     };
     narrow ? launch(int32_t(0)) : launch(int64_t(0));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

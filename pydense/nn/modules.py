@@ -172,3 +172,31 @@ class ConvTranspose2d(_ZeroPaddedConv, torch.nn.ConvTranspose2d):
         return functional.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
                                            tuple(output_padding), self.groups, self.dilation,
                                            backend=self.backend)
+
+
+class UpsampleConcat(torch.nn.Module):
+    """UNet's decoder skip: ``forward(x, skip)`` = :func:`pydense.functional.upsample_concat`,
+    i.e. ``torch.cat([Upsample(x), skip], 1)`` in one pass.
+
+    Args:
+        scale_factor, mode, align_corners, backend: see :func:`pydense.functional.upsample_concat`.
+
+    Example::
+
+        >>> up = pydense.nn.UpsampleConcat(scale_factor=2)
+        >>> up(torch.randn(1, 128, 32, 32), torch.randn(1, 64, 64, 64)).shape
+        torch.Size([1, 192, 64, 64])
+    """
+
+    def __init__(self, scale_factor=2, mode="bilinear", align_corners=None, *, backend="auto"):
+        super().__init__()
+        self.scale_factor, self.mode, self.align_corners = scale_factor, mode, align_corners
+        self.backend = backend
+
+    def forward(self, x, skip):
+        return functional.upsample_concat(x, skip, scale_factor=self.scale_factor, mode=self.mode,
+                                          align_corners=self.align_corners, backend=self.backend)
+
+    def extra_repr(self):
+        return (f"scale_factor={self.scale_factor!r}, mode={self.mode!r}, "
+                f"align_corners={self.align_corners!r}, backend={self.backend!r}")

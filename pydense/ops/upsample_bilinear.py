@@ -87,17 +87,19 @@ def upsample_bilinear2d(input: torch.Tensor, output_size: Sequence[int], align_c
     return two_tap_forward(input, (oh, ow), h_tab, w_tab, backend)
 
 
-def two_tap_forward(input, out_hw, h_tab, w_tab, backend):
+def two_tap_forward(input, out_hw, h_tab, w_tab, backend, skip=None):
     """out[n, c, oh, ow] = sum of the 4 taps of (oh, ow) given by the per-axis tables, on a
-    pydense backend; the output keeps the input's memory format. Also serves bilinear_deconv2d."""
+    pydense backend; the output keeps the input's memory format. Also serves bilinear_deconv2d,
+    and with ``skip`` writes ``cat([that, skip], 1)`` in the same pass (upsample_concat)."""
     n, c = input.shape[:2]
-    out = empty_output((n, c, *out_hw), input)
+    out = empty_output((n, c + (0 if skip is None else skip.shape[1]), *out_hw), input)
     if backend == "triton":
         from ..kernels import upsample_bilinear as kernels
 
-        kernels.forward(input, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1])
+        kernels.forward(input, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1], skip)
     else:
-        torch.ops.pydense._upsample_bilinear2d_fwd(input, h_tab[0], h_tab[1], w_tab[0], w_tab[1], out)
+        torch.ops.pydense._upsample_bilinear2d_fwd(input, skip, h_tab[0], h_tab[1], w_tab[0],
+                                                   w_tab[1], out)
     return out
 
 

@@ -37,4 +37,13 @@ TORCH_LIBRARY(pydense, m) {
   m.def(
       "_conv2d_wgrad(Tensor grad_output, Tensor input, int[2] stride, int[2] padding, "
       "int[2] dilation, Tensor(a!) grad_weight) -> ()");
+  // Fused FCN skip (csrc/common/fcn_skip.h): out = deconv(coarse) (tables as above) +
+  // crop(skip_scale * score(skip) + bias, offset), score = the 1x1 conv with weight (K, CS), or
+  // the identity without one; and the skip's gradient (zero outside the crop).
+  m.def(
+      "_fcn_skip_fwd(Tensor coarse, Tensor skip, Tensor? weight, Tensor? bias, Tensor h_idx, "
+      "Tensor h_lam, Tensor w_idx, Tensor w_lam, int[2] offset, float skip_scale, Tensor(a!) out) -> ()");
+  m.def(
+      "_fcn_skip_bwd(Tensor grad_output, Tensor? weight, int[2] offset, float skip_scale, "
+      "Tensor(a!) grad_skip) -> ()");
 }

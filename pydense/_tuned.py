@@ -15,6 +15,7 @@ AUTO_BACKEND = {
     "conv2d": {"cuda": "triton", "cpu": "cpu"},
     "conv_transpose2d": {"cuda": "triton", "cpu": "cpu"},
     "upsample_concat": {"cuda": "triton", "cpu": "cpu"},
+    "fcn_skip": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

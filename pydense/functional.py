@@ -5,6 +5,7 @@ Every function takes a keyword-only ``backend`` ("auto", "triton", "cuda", "cpu"
 """
 from .ops import bilinear_deconv as _bilinear_deconv
 from .ops import conv as _conv
+from .ops import fcn_skip as _fcn_skip
 from .ops import max_unpool as _max_unpool
 from .ops import pixel_shuffle as _pixel_shuffle
 from .ops import upsample_bilinear as _upsample_bilinear
@@ -325,3 +326,53 @@ def upsample_concat(x, skip, *, scale_factor=2, mode="bilinear", align_corners=N
         torch.Size([1, 128, 64, 64])
     """
     return _upsample_concat.upsample_concat(x, skip, scale_factor, mode, align_corners, backend)
+
+
+def fcn_skip(coarse, skip_features, *, factor=2, offset, skip_scale=1.0, score_weight=None,
+             score_bias=None, backend="auto"):
+    r"""FCN's skip fusion in one kernel: upsample the coarse scores, score and crop the skip, add.
+
+    Computes (to rounding)::
+
+        up = F.conv_transpose2d(coarse, bilinear_weight(K, 2 * factor), stride=factor)
+        s = F.conv2d(skip_scale * skip_features, score_weight, score_bias)   # or skip_scale * skip_features
+        out = up + s[..., offset:offset + up.shape[-2], offset:offset + up.shape[-1]]
+
+    as in voc-fcn16s/8s: ``upscore2 + crop(score_pool4, 5)`` and ``upscore_pool4 +
+    crop(score_pool3, 9)`` (the at-once variant scales pool4 by 0.01 and pool3 by 1e-4 first).
+    One kernel reads the coarse scores and only the cropped window of the skip features, does
+    the 1x1 score convolution as a small dot per tile (fp32 accumulation; TF32 for fp32 when
+    ``torch.backends.cudnn.allow_tf32``, as cuDNN would), adds FCN's bilinear deconvolution as a
+    two-tap gather and writes the result once; no intermediate tensor.
+
+    Backward (all deterministic, no atomics): ``coarse`` gets the deconvolution's gather
+    backward; ``skip_features`` the transposed 1x1 convolution of the gradient inside the crop,
+    zero outside; ``score_weight`` the 1x1 weight gradient on the crop times ``skip_scale``;
+    ``score_bias`` the gradient's per-class sum.
+
+    Args:
+        coarse (Tensor): (N, K, H, W) class scores, float16/bfloat16/float32/float64; the output
+            has size ((H + 1) * factor, (W + 1) * factor), FCN's uncropped upscore.
+        skip_features (Tensor): (N, C_skip, HS, WS): pool features (with ``score_weight``) or
+            already-scored maps (C_skip == K); same dtype and device as coarse.
+        factor (int): the deconvolution's stride (kernel 2 * factor); FCN uses 2.
+        offset (int or (int, int)): the crop offset into skip_features (required); the window
+            must lie inside skip_features.
+        skip_scale (float): multiplies skip_features before scoring (default 1).
+        score_weight (Tensor, optional): (K, C_skip) or (K, C_skip, 1, 1) 1x1 score weights.
+        score_bias (Tensor, optional): (K,), with score_weight.
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch" (the eager chain).
+
+    Returns:
+        Tensor: (N, K, (H + 1) * factor, (W + 1) * factor), in coarse's memory format.
+
+    Example (FCN-16s on a 500x500 image)::
+
+        >>> score_fr = torch.randn(1, 21, 16, 16)
+        >>> pool4 = torch.randn(1, 512, 44, 44)
+        >>> w, b = torch.randn(21, 512, 1, 1) * 0.01, torch.zeros(21)
+        >>> pydense.functional.fcn_skip(score_fr, pool4, offset=5, score_weight=w, score_bias=b).shape
+        torch.Size([1, 21, 34, 34])
+    """
+    return _fcn_skip.fcn_skip(coarse, skip_features, factor, offset, skip_scale, score_weight,
+                              score_bias, backend)

@@ -100,6 +100,27 @@ def upsample_concat(x, skip, mode="bilinear", align_corners=False, scales=(None,
     return torch.cat([up, skip.to(up.dtype)], 1)
 
 
+def fcn_skip(coarse, skip, factor, offset, skip_scale=1.0, weight=None, bias=None):
+    """FCN's skip fusion from its definition: ``conv_transpose2d(coarse, W, stride=f)`` with FCN's
+    bilinear kernel w(i, j) = (1 - |i - c| / f)(1 - |j - c| / f), c = f - 0.5, on the channel
+    diagonal, plus the crop at ``offset`` of ``score(skip_scale * skip)`` (the 1x1 convolution
+    ``weight`` (K, CS[, 1, 1]) and ``bias``; the identity without a weight)."""
+    k = coarse.shape[1]
+    j = torch.arange(2 * factor, dtype=torch.float64)
+    k1 = 1 - (j - (factor - 0.5)).abs() / factor
+    wt = torch.zeros(k, k, 2 * factor, 2 * factor, dtype=torch.float64)
+    wt[range(k), range(k)] = torch.outer(k1, k1)
+    up = torch.nn.functional.conv_transpose2d(coarse, wt.to(coarse), stride=factor)
+    s = skip * skip_scale
+    if weight is not None:
+        s = torch.einsum("nchw,kc->nkhw", s, weight.reshape(k, -1).to(s))
+        if bias is not None:
+            s = s + bias.to(s)[None, :, None, None]
+    oh, ow = up.shape[-2:]
+    off = (offset, offset) if isinstance(offset, int) else offset
+    return up + s[..., off[0]:off[0] + oh, off[1]:off[1] + ow]
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation=None, residual=None, scale=1.0):
     """float64 ``residual + scale * act(F.conv2d(...))`` (the convolution oracle: ATen's float64

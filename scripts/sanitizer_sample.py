@@ -63,6 +63,14 @@ def main():
                     up = pydense.functional.upsample_concat(u, sk, scale_factor=sf, mode=mode,
                                                             backend=backend)
                     up.backward(torch.randn_like(up))
+                for k, cs, score, off in ((3, 40, True, (1, 2)), (3, 3, False, 0), (35, 6, True, 1)):
+                    co = torch.randn(2, k, 4, 3, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    sf = torch.randn(2, cs, 12, 11, device="cuda", dtype=dtype, requires_grad=True)
+                    wf = torch.randn(k, cs, device="cuda", dtype=dtype, requires_grad=True) if score else None
+                    up = pydense.functional.fcn_skip(co, sf, offset=off, skip_scale=0.5, score_weight=wf,
+                                                     backend=backend)
+                    up.backward(torch.randn_like(up))
                 # conv2d / conv2d_fused / conv_transpose2d: dense (tensor-core path for fp16/bf16
                 # on the cuda backend), grouped, depthwise x2, large dilation and padding, strides.
                 for (c, oc, k, s, p, d, g) in ((32, 48, 3, 1, 2, 2, 1), (8, 12, 3, 2, 5, 3, 2),

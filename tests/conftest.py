@@ -83,3 +83,14 @@ def check_compile_fullgraph(model, x, compiler="aot_eager"):
     out.sum().backward()
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(x.grad, grad)
+
+
+@pytest.fixture(autouse=True)
+def _exact_fp32():
+    """fp32 convolutions and dots run in exact fp32 in the tests (pydense, like cuDNN, uses TF32
+    when torch.backends.cudnn.allow_tf32 is set, which is torch's default): the oracle
+    tolerances are fp32's. Tests of the TF32 path set it themselves."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved

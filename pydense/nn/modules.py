@@ -200,3 +200,45 @@ class UpsampleConcat(torch.nn.Module):
     def extra_repr(self):
         return (f"scale_factor={self.scale_factor!r}, mode={self.mode!r}, "
                 f"align_corners={self.align_corners!r}, backend={self.backend!r}")
+
+
+class FCNSkip(torch.nn.Module):
+    """FCN's skip layer: ``forward(coarse, skip)`` = :func:`pydense.functional.fcn_skip` with the
+    module's 1x1 score convolution ``self.score`` (a :class:`torch.nn.Conv2d`, so a trained
+    ``score_pool4`` / ``score_pool3`` layer loads into it), or none for already-scored skips.
+
+    Args:
+        skip_channels (int): channels of the skip features (512 for pool4, 256 for pool3).
+        num_classes (int): K, the coarse scores' channels.
+        offset (int or (int, int)): the crop offset (5 for pool4, 9 for pool3 in voc-fcn8s).
+        factor (int): the deconvolution's stride (default 2).
+        skip_scale (float): multiplies the skip before scoring (0.01 / 1e-4 in FCN-8s at-once).
+        score (bool): with a 1x1 score convolution (default True); False: skip_channels must
+            equal num_classes.
+        backend (str): "auto", "triton", "cuda", "cpu" or "torch" (keyword-only).
+
+    Example::
+
+        >>> skip4 = pydense.nn.FCNSkip(512, 21, offset=5)
+        >>> skip4(torch.randn(1, 21, 16, 16), torch.randn(1, 512, 44, 44)).shape
+        torch.Size([1, 21, 34, 34])
+    """
+
+    def __init__(self, skip_channels, num_classes, offset, factor=2, skip_scale=1.0, score=True, *,
+                 backend="auto"):
+        super().__init__()
+        if not score and skip_channels != num_classes:
+            raise ValueError(f"FCNSkip: score=False needs skip_channels == num_classes, got "
+                             f"{skip_channels} and {num_classes}")
+        self.score = torch.nn.Conv2d(skip_channels, num_classes, 1) if score else None
+        self.offset, self.factor, self.skip_scale, self.backend = offset, factor, skip_scale, backend
+
+    def forward(self, coarse, skip):
+        return functional.fcn_skip(
+            coarse, skip, factor=self.factor, offset=self.offset, skip_scale=self.skip_scale,
+            score_weight=None if self.score is None else self.score.weight,
+            score_bias=None if self.score is None else self.score.bias, backend=self.backend)
+
+    def extra_repr(self):
+        return (f"offset={self.offset!r}, factor={self.factor}, skip_scale={self.skip_scale}, "
+                f"backend={self.backend!r}")

@@ -1,5 +1,7 @@
 """Module twins of pydense.functional, drop-in subclasses of the torch.nn modules."""
 from . import init
-from .modules import BilinearDeconv2d, Conv2d, ConvTranspose2d, MaxUnpool2d, PixelShuffle, PixelUnshuffle, Upsample
+from .modules import (BilinearDeconv2d, Conv2d, Conv2dPixelShuffle, ConvTranspose2d, MaxUnpool2d,
+                      PixelShuffle, PixelUnshuffle, Upsample)
 
-__all__ = ["BilinearDeconv2d", "Conv2d", "ConvTranspose2d", "MaxUnpool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "init"]
+__all__ = ["BilinearDeconv2d", "Conv2d", "Conv2dPixelShuffle", "ConvTranspose2d", "MaxUnpool2d",
+           "PixelShuffle", "PixelUnshuffle", "Upsample", "init"]

@@ -14,6 +14,7 @@ AUTO_BACKEND = {
     "bilinear_deconv2d": {"cuda": "triton", "cpu": "cpu"},
     "conv2d": {"cuda": "triton", "cpu": "cpu"},
     "conv_transpose2d": {"cuda": "triton", "cpu": "cpu"},
+    "conv2d_pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

@@ -25,10 +25,11 @@ TORCH_LIBRARY(pydense, m) {
       "_upsample_bilinear2d_bwd(Tensor grad_output, Tensor h_idx, Tensor h_lam, Tensor h_rng, "
       "Tensor w_idx, Tensor w_lam, Tensor w_rng, Tensor(a!) grad_input) -> ()");
   // Direct 2-D convolution (csrc/common/conv.h); padding = (top, left), the output's size is
-  // out's. Forward with epilogue: out = residual + scale * act(conv(input, weight) + bias).
+  // out's. Forward with epilogue: out = residual + scale * act(conv(input, weight) + bias);
+  // shuffle = r > 1: out (and residual) is the pixel shuffle by r of that, written directly.
   m.def(
       "_conv2d_fwd(Tensor input, Tensor weight, Tensor? bias, Tensor? residual, int[2] stride, "
-      "int[2] padding, int[2] dilation, bool relu, float scale, Tensor(a!) out) -> ()");
+      "int[2] padding, int[2] dilation, bool relu, float scale, int shuffle, Tensor(a!) out) -> ()");
   // Input gradient (= transposed convolution of grad_output, plus bias per grad_input channel).
   m.def(
       "_conv2d_dgrad(Tensor grad_output, Tensor weight, Tensor? bias, int[2] stride, "

@@ -32,6 +32,13 @@ split into SPLIT fixed chunks, each program writes its partial tile into a buffe
 fp64 data), and ``_reduce_kernel`` sums the partials in split order; no atomics, so the result is
 bitwise identical from run to run (for a given SPLIT, which depends on the shapes only).
 
+Sub-pixel convolution (EDSR's upsampler): with ``SHUFFLE`` = r > 1 the forward writes its output
+straight into the pixel-shuffled layout Y (N, OC / r^2, OH*r, OW*r), conv channel
+``oc = c*r*r + i*r + j`` at (oh, ow) going to ``Y[n, c, oh*r + i, ow*r + j]`` (the residual is
+read in Y's layout too). The offset stays separable into a row part
+``n*s0 + oh*(r*s2) + ow*(r*s3)`` and a column part ``c*s1 + i*s2 + j*s3`` (``_out_offsets``), so
+the tile's store costs what a plain one does; Cg == 1 then runs the GEMM kernel too.
+
 Depthwise convolutions (Cg == 1, any channel multiplier OCg) are memory-bound and have no GEMM
 worth the name; they get direct kernels: ``_dw_fwd_kernel`` (one output element per lane, taps
 unrolled, same epilogue), ``_dw_dgrad_kernel`` (a gather with the per-element tap sequence) and
@@ -92,7 +99,8 @@ def _aot_configs():
                                     "BM": bm, "BN": bn, "BK": bk}, (dt,),
                              {"num_warps": nw, "num_stages": ns}))
 
-    fwd = dict(KH=3, KW=3, HAS_BIAS=True, HAS_RES=True, RELU=True, UPCAST=False, INDEX_64=False)
+    fwd = dict(KH=3, KW=3, HAS_BIAS=True, HAS_RES=True, RELU=True, UPCAST=False, INDEX_64=False,
+               SHUFFLE=1)
     two_byte = [t for t in GEMM_TILES if t[2] > 32]
     four_byte = [t for t in GEMM_TILES if t[2] <= 32]
     gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
@@ -101,6 +109,11 @@ def _aot_configs():
     gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": False}, two_byte, ("fp16",))
     gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": False}, [FP64_TILE], ("fp64",))
     gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True, "INDEX_64": True}, [INDEX64_TILE], ("fp16",))
+    # conv2d_pixel_shuffle (EDSR's x2 upsampler: bias, no residual or ReLU)
+    shuffled = {**fwd, "SHUFFLE": 2, "HAS_RES": False, "RELU": False}
+    gemm("_fwd_kernel", {**shuffled, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
+    gemm("_fwd_kernel", {**shuffled, "STATIC_TAPS": True}, two_byte, ("bf16",))
+    gemm("_fwd_kernel", {**shuffled, "STATIC_TAPS": False}, four_byte, ("fp32",))
     dgrad = dict(HAS_BIAS=True, UPCAST=False, INDEX_64=False)
     gemm("_dgrad_kernel", dgrad, GEMM_TILES, ("fp16",))
     gemm("_dgrad_kernel", dgrad, two_byte, ("bf16",))
@@ -213,6 +226,23 @@ def _epilogue(acc, b_ptr, r_ptr, oc, r_off, mask, scale,
 
 
 @triton.jit
+def _out_offsets(n, oh, ow, oc, s0, s1, s2, s3, SHUFFLE: tl.constexpr):
+    """Offsets (row part, column part) of the convolution's output (n, oh, ow) x channel ``oc`` in
+    a tensor of strides ``s``: the output itself (SHUFFLE == 1) or its pixel shuffle by SHUFFLE = r,
+    where (oc = c*r*r + i*r + j, oh, ow) lands at (c, oh*r + i, ow*r + j)."""
+    if SHUFFLE == 1:
+        row = n * s0 + oh * s2 + ow * s3
+        col = oc * s1
+    else:
+        c = oc // (SHUFFLE * SHUFFLE)
+        i = (oc // SHUFFLE) % SHUFFLE
+        j = oc % SHUFFLE
+        row = n * s0 + oh * (SHUFFLE * s2) + ow * (SHUFFLE * s3)
+        col = c * s1 + i * s2 + j * s3
+    return row, col
+
+
+@triton.jit
 def _wgrad_positions(p0, hi, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, BLOCK: tl.constexpr):
     """The weight gradient's K block [p0, p0 + BLOCK) of output positions p = (n, oh, ow), cut at
     ``hi``, and the input pixel (ih, iw) tap (kh, kw) reads for each: (n, oh, ow, ih, iw, p_ok,
@@ -261,7 +291,10 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, H, W, OH, OW, M, Cg, OCg,
                 KH: tl.constexpr, KW: tl.constexpr, STATIC_TAPS: tl.constexpr,
                 HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
                 PRECISION: tl.constexpr, UPCAST: tl.constexpr, ACC_FP64: tl.constexpr,
-                INDEX_64: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                INDEX_64: tl.constexpr, SHUFFLE: tl.constexpr,
+                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """out (and residual) strides are the output's: the convolution's, or its pixel shuffle by
+    SHUFFLE (OH, OW are the convolution's)."""
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
     g = tl.program_id(2)
@@ -290,10 +323,11 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, H, W, OH, OW, M, Cg, OCg,
                                kh, kw, H, W, Cg, xs1, xs2, xs3, ws1, ws2, ws3,
                                sh, sw, ph, pw, dh, dw, BK, PRECISION, UPCAST)
     mask = m_ok[:, None] & oc_ok[None, :]
-    r_off = (n * rs0 + oh * rs2 + ow * rs3)[:, None] + (oc * rs1)[None, :]
-    acc = _epilogue(acc, b_ptr, r_ptr, oc[None, :], r_off, mask, scale, HAS_BIAS, HAS_RES, RELU)
-    o_off = (n * os0 + oh * os2 + ow * os3)[:, None] + (oc * os1)[None, :]
-    tl.store(out_ptr + o_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    r_row, r_col = _out_offsets(n, oh, ow, oc, rs0, rs1, rs2, rs3, SHUFFLE)
+    acc = _epilogue(acc, b_ptr, r_ptr, oc[None, :], r_row[:, None] + r_col[None, :], mask, scale,
+                    HAS_BIAS, HAS_RES, RELU)
+    o_row, o_col = _out_offsets(n, oh, ow, oc, os0, os1, os2, os3, SHUFFLE)
+    tl.store(out_ptr + o_row[:, None] + o_col[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @_autotune(key=["M", "OCg", "Cg"])
@@ -554,15 +588,18 @@ def _split(tiles, P, BK):
     return max(1, min(want, triton.cdiv(P, 4 * BK)))
 
 
-def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, scale, allow_tf32):
-    """Write ``residual + scale * act(conv2d(x, w) + bias)`` into ``out``; ``padding`` is (top, left)."""
+def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, scale, allow_tf32,
+            shuffle=1):
+    """Write ``residual + scale * act(conv2d(x, w) + bias)`` into ``out``; ``padding`` is (top, left).
+    ``shuffle`` = r > 1: ``out`` (and ``residual``) is the pixel shuffle of that by r,
+    (N, OC / r^2, OH*r, OW*r), written directly (no intermediate)."""
     N, C, H, W = x.shape
     OC, Cg, KH, KW = w.shape
-    _, _, OH, OW = out.shape
+    OH, OW = out.shape[2] // shuffle, out.shape[3] // shuffle
     if out.numel() == 0:
         return out
     if Cg * KH * KW == 0:
-        return out.copy_(_bias_only(bias, residual, out, relu, scale))
+        return out.copy_(_bias_only(bias, residual, out, relu, scale, shuffle))
     sh, sw = stride
     ph, pw = padding
     dh, dw = dilation
@@ -573,7 +610,7 @@ def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, 
                   HAS_RES=residual is not None, RELU=relu, ACC_FP64=x.dtype == torch.float64,
                   INDEX_64=_needs_int64(x, w, out, r))
     geo = (sh, sw, ph, pw, dh, dw, float(scale))
-    if Cg == 1:
+    if Cg == 1 and shuffle == 1:
         total = out.numel()
         _dw_fwd_kernel[(triton.cdiv(total, BLOCK),)](
             x, w, b, r, out, H, W, OC, OH, OW, OC // C, total, *x.stride(), *w.stride(),
@@ -586,14 +623,17 @@ def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, 
                       *r.stride(), *out.stride(), *geo,
                       STATIC_TAPS=KH * KW <= STATIC_TAPS_MAX and x.element_size() == 2,
                       PRECISION=_precision(x.dtype, allow_tf32),
-                      UPCAST=_upcast(x.dtype), **common)
+                      UPCAST=_upcast(x.dtype), SHUFFLE=shuffle, **common)
     return out
 
 
-def _bias_only(bias, residual, out, relu, scale):
-    z = torch.zeros_like(out) if bias is None else bias.view(1, -1, 1, 1).expand_as(out)
+def _bias_only(bias, residual, out, relu, scale, shuffle=1):
+    N, C, H, W = out.shape
+    shape = (N, C * shuffle * shuffle, H // shuffle, W // shuffle)  # the convolution's output
+    z = out.new_zeros(shape) if bias is None else bias.view(1, -1, 1, 1).expand(shape)
     z = z.relu() if relu else z
-    return z * scale + (residual if residual is not None else 0)
+    z = torch.nn.functional.pixel_shuffle(z * scale, shuffle) if shuffle > 1 else z * scale
+    return z + (residual if residual is not None else 0)
 
 
 def input_grad(gy, w, bias, gx, stride, padding, dilation, groups, allow_tf32):

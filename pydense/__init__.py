@@ -13,10 +13,15 @@ import sys
 
 def _map_source_kernels():
     """In a source checkout the Triton kernels live in the top-level ``kernels/`` folder, which
-    installs map to ``pydense.kernels`` (setup.py ``package_dir``); map it here too."""
-    if importlib.util.find_spec(__name__ + ".kernels") is not None:
-        return
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+    installs map to ``pydense.kernels`` (setup.py ``package_dir``); map it here too. The
+    checkout's own folder comes first: an editable install of another checkout of the repository
+    in the same environment (a second worktree) must not supply this checkout's kernels."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.join(os.path.dirname(package), "kernels")
+    installed = os.path.isdir(os.path.join(package, "kernels"))
+    if installed or not os.path.isfile(os.path.join(src, "__init__.py")):
+        if importlib.util.find_spec(__name__ + ".kernels") is not None:
+            return
     spec = importlib.util.spec_from_file_location(
         __name__ + ".kernels", os.path.join(src, "__init__.py"), submodule_search_locations=[src])
     if spec is None:

@@ -11,8 +11,8 @@ from .ops import pixel_shuffle as _pixel_shuffle
 from .ops import upsample_bilinear as _upsample_bilinear
 from .ops import upsample_concat as _upsample_concat
 
-__all__ = ["bilinear_deconv2d", "conv2d", "conv2d_fused", "conv_transpose2d", "interpolate",
-           "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["bilinear_deconv2d", "conv2d", "conv2d_fused", "conv2d_pixel_shuffle", "conv_transpose2d",
+           "interpolate", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
@@ -255,6 +255,49 @@ def conv2d_fused(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
     """
     return _conv.conv2d(input, weight, bias, stride, padding, dilation, groups,
                         activation=activation, residual=residual, scale=scale, backend=backend)
+
+
+def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, *, padding=None, backend="auto"):
+    r"""Sub-pixel convolution (EDSR's and ESPCN's upsampler): a stride-1 convolution whose output
+    is pixel-shuffled, without the intermediate tensor.
+
+    Same result as ``F.pixel_shuffle(F.conv2d(input, weight, bias, padding=padding), r)``::
+
+        out[n, c, oh*r + i, ow*r + j] = bias[oc] + sum_{ci, kh, kw} input[n, ci, oh - ph + kh, ow - pw + kw]
+                                                               * weight[oc, ci, kh, kw]     (oc = c*r*r + i*r + j)
+
+    The convolution's epilogue (Triton implicit GEMM, CUDA tensor-core / direct kernels, CPU
+    direct kernels) stores each result straight at its shuffled position: the (N, r*r*C, H, W)
+    convolution output is never written nor read back. The backward unshuffles the output
+    gradient (:func:`pixel_unshuffle`) and runs the convolution's input- and weight-gradient
+    kernels (deterministic, as for :func:`conv2d`); the bias gradient is its per-channel sum.
+    Accumulation is fp32 (fp64 for fp64 data); under autocast the inputs are cast to the autocast
+    dtype, as for ATen's convolution. The cpu backend sends dense convolutions (C > 8) to ATen's
+    CPU convolution, then shuffles.
+
+    Args:
+        input (Tensor): (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64; NCHW,
+            channels_last (kept in the output) or any strides.
+        weight (Tensor): (C_out * r*r, C, kH, kW), the input's dtype and device (stride 1,
+            dilation 1, groups 1).
+        bias (Tensor or None): (C_out * r*r,).
+        upscale_factor (int): r > 0; ``weight.size(0)`` must be divisible by r*r.
+        padding (int or (int, int), optional): zero padding per axis; default ``kernel_size // 2``
+            per axis (EDSR's ``default_conv``: output size = input size for odd kernels).
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch" (ATen conv2d then
+            pixel_shuffle).
+
+    Returns:
+        Tensor: (N, C_out, OH*r, OW*r) (or (C_out, OH*r, OW*r)), ``OH = H + 2*ph - kH + 1``.
+
+    Example (EDSR baseline's x2 upsampler, F = 64)::
+
+        >>> x = torch.randn(16, 64, 48, 48)
+        >>> w, b = torch.randn(256, 64, 3, 3) * 0.04, torch.zeros(256)
+        >>> pydense.functional.conv2d_pixel_shuffle(x, w, b, 2).shape
+        torch.Size([16, 64, 96, 96])
+    """
+    return _conv.conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding, backend=backend)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

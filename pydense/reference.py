@@ -138,3 +138,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return torch.nn.functional.conv_transpose2d(
         input.double(), weight.double(), None if bias is None else bias.double(), stride, padding,
         output_padding, groups, dilation)
+
+
+def conv2d_pixel_shuffle(input, weight, bias=None, upscale_factor=1, padding=None):
+    """float64 ``pixel_shuffle(conv2d(input, weight, bias, padding=padding), upscale_factor)``
+    (padding default: kernel_size // 2 per axis), shuffled by :func:`pixel_shuffle`'s loops."""
+    if padding is None:
+        padding = (weight.shape[2] // 2, weight.shape[3] // 2)
+    return pixel_shuffle(conv2d(input, weight, bias, padding=padding), upscale_factor)

@@ -59,7 +59,7 @@ fi
 
 if want bench-conv; then
 step "benchmarks (convolutions)"
-timeout 300 "$PY" -m benchmarks --ops conv2d,conv_transpose2d --out "$OUT" > "$OUT/bench_conv.md" 2>&1 || status=1
+timeout 300 "$PY" -m benchmarks --ops conv2d,conv_transpose2d,conv2d_pixel_shuffle --out "$OUT" > "$OUT/bench_conv.md" 2>&1 || status=1
 head -120 "$OUT/bench_conv.md"
 fi
 

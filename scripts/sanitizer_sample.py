@@ -6,7 +6,8 @@ them), channels_last and the backward, for each dtype. pixel_shuffle/unshuffle: 
 both layouts, non-contiguous input, forward and backward. interpolate (bilinear): up, down,
 align_corners, fractional scale factors, forward and backward. bilinear_deconv2d: factors 2, 8,
 32 with FCN's crops, forward and backward. conv2d (fused epilogue) and conv_transpose2d: dense,
-grouped, depthwise, dilated, strided; forward and both gradients.
+grouped, depthwise, dilated, strided; forward and both gradients. conv2d_pixel_shuffle: r = 2, 3,
+the tensor-core (C >= 16) and direct paths, C = 1; forward and backward.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -84,6 +85,14 @@ def main():
                     wt = torch.randn(c, oc // g, k, k, device="cuda", dtype=dtype, requires_grad=True)
                     out = pydense.functional.conv_transpose2d(xc, wt, None, s, 1, s - 1, g, d,
                                                               backend=backend)
+                    out.backward(torch.randn_like(out))
+                # conv2d_pixel_shuffle: EDSR-like (tensor-core path for fp16/bf16 on cuda), C = 1
+                for (c, co, k, r) in ((32, 16, 3, 2), (24, 17, 3, 3), (3, 5, 1, 2), (1, 2, 3, 3)):
+                    xs = torch.randn(2, c, 13, 11, device="cuda", dtype=dtype).contiguous(
+                        memory_format=fmt).requires_grad_()
+                    ws = torch.randn(co * r * r, c, k, k, device="cuda", dtype=dtype, requires_grad=True)
+                    bs = torch.randn(co * r * r, device="cuda", dtype=dtype, requires_grad=True)
+                    out = pydense.functional.conv2d_pixel_shuffle(xs, ws, bs, r, backend=backend)
                     out.backward(torch.randn_like(out))
     torch.cuda.synchronize()
     print("sanitizer sample: done")

@@ -269,11 +269,11 @@ def test_bad_arguments_transposed_and_fused(device, backend, monkeypatch):
 def test_compiled_ops_check_arguments_themselves():
     x, w = torch.randn(1, 4, 5, 5), torch.randn(6, 2, 3, 3)
     with pytest.raises(RuntimeError, match="stride must be positive"):
-        torch.ops.pydense._conv2d_fwd(x, w, None, None, [0, 1], [1, 1], [1, 1], False, 1.0, torch.empty(1, 6, 5, 5))
+        torch.ops.pydense._conv2d_fwd(x, w, None, None, [0, 1], [1, 1], [1, 1], False, 1.0, 1, torch.empty(1, 6, 5, 5))
     with pytest.raises(RuntimeError, match="output shape"):
-        torch.ops.pydense._conv2d_fwd(x, w, None, None, [1, 1], [1, 1], [1, 1], False, 1.0, torch.empty(1, 5, 5, 5))
+        torch.ops.pydense._conv2d_fwd(x, w, None, None, [1, 1], [1, 1], [1, 1], False, 1.0, 1, torch.empty(1, 5, 5, 5))
     with pytest.raises(RuntimeError, match="residual must have the output's shape"):
-        torch.ops.pydense._conv2d_fwd(x, w, None, x, [1, 1], [1, 1], [1, 1], False, 1.0, torch.empty(1, 6, 5, 5))
+        torch.ops.pydense._conv2d_fwd(x, w, None, x, [1, 1], [1, 1], [1, 1], False, 1.0, 1, torch.empty(1, 6, 5, 5))
     with pytest.raises(RuntimeError, match="grad_weight must have dtype"):
         torch.ops.pydense._conv2d_wgrad(torch.randn(1, 6, 5, 5), x, [1, 1], [1, 1], [1, 1], w.double())
 

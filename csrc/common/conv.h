@@ -11,6 +11,10 @@
 //             with ih + ph - kh*dh = oh*sh, 0 <= oh < OH (same for w) of dy[n, oc, oh, ow] * w[oc, c', kh, kw]
 //   wgrad:    dw[oc, c, kh, kw] = sum_{n, oh, ow} dy[n, oc, oh, ow] * x[n, g*Cg + c, ih, iw]
 //
+// Sub-pixel convolution (EDSR's upsampler): the forward may write the pixel shuffle by r of its
+// output, Y (N, OC / r^2, OH*r, OW*r), with Y[n, c, oh*r + i, ow*r + j] = y[n, c*r*r + i*r + j, oh, ow];
+// the geometry stays the convolution's, shuffled_source maps Y's coordinates to y's.
+//
 // The dgrad visits only the taps that reach an input index (no divisibility test per tap): with
 // g = gcd(d, s), step = s / g and inv = (d / g)^-1 mod step, the taps of index i are
 // k = k0 + j * step with r = (i + p) % s, k0 = (r / g * inv) % step, none unless g | r.
@@ -65,6 +69,29 @@ PYDENSE_HD void tap_range(I i, I p, I s, TapAxis<I> a, I K, I& k0, I& count) {
   const I r = (i + p) % s;
   k0 = ((r / a.g) * a.inv) % a.step;
   count = (r % a.g == 0 && k0 < K) ? (K - k0 + a.step - 1) / a.step : I(0);
+}
+
+// The convolution output (oc, oh, ow) that element (c, yh, yw) of its pixel shuffle by r holds
+// (identity for r = 1).
+template <typename I>
+PYDENSE_HD void shuffled_source(I r, I c, I yh, I yw, I& oc, I& oh, I& ow) {
+  if (r == 1) {
+    oc = c, oh = yh, ow = yw;
+    return;
+  }
+  oh = yh / r, ow = yw / r;
+  oc = (c * r + (yh - oh * r)) * r + (yw - ow * r);
+}
+
+// The inverse: where convolution output (oc, oh, ow) lands in the pixel shuffle by r (c, yh, yw).
+template <typename I>
+PYDENSE_HD void shuffled_target(I r, I oc, I oh, I ow, I& c, I& yh, I& yw) {
+  if (r == 1) {
+    c = oc, yh = oh, yw = ow;
+    return;
+  }
+  const I ij = oc % (r * r);
+  c = oc / (r * r), yh = oh * r + ij / r, yw = ow * r + ij % r;
 }
 
 template <typename acc_t>

@@ -7,6 +7,8 @@
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
+#include <array>
+
 #include "conv.h"
 
 namespace pydense {
@@ -36,34 +38,45 @@ inline void check_params(const char* op, at::IntArrayRef stride, at::IntArrayRef
 }
 
 // Geometry of x (N, C, H, W) -> y (N, OC, OH, OW) with weight (OC, Cg, KH, KW); y's spatial size
-// is whatever the caller allocated (padding at the bottom/right is implicit in it). For the input
-// gradient, x is the gradient being written and y the output gradient.
+// (ysize, y's sizes) is whatever the caller allocated (padding at the bottom/right is implicit in
+// it). For the input gradient, x is the gradient being written and y the output gradient.
 inline Geometry<int64_t> geometry(const char* op, const at::Tensor& x, const at::Tensor& w,
-                                  const at::Tensor& y, at::IntArrayRef stride,
+                                  at::IntArrayRef ysize, at::IntArrayRef stride,
                                   at::IntArrayRef padding, at::IntArrayRef dilation) {
   check_params(op, stride, padding, dilation);
-  TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && y.dim() == 4, op, ": tensors must be 4-D");
+  TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && ysize.size() == 4, op, ": tensors must be 4-D");
   const int64_t C = x.size(1), OC = w.size(0), Cg = w.size(1);
   TORCH_CHECK(Cg > 0 && C % Cg == 0, op, ": input channels ", C, " not a multiple of weight.size(1) ", Cg);
   const int64_t groups = C / Cg;
   TORCH_CHECK(OC % groups == 0, op, ": weight.size(0) ", OC, " not divisible by groups ", groups);
-  TORCH_CHECK(y.size(0) == x.size(0) && y.size(1) == OC, op, ": output shape ", y.sizes(),
+  TORCH_CHECK(ysize[0] == x.size(0) && ysize[1] == OC, op, ": output shape ", ysize,
               " does not match input ", x.sizes(), " and weight ", w.sizes());
-  const Geometry<int64_t> G{C, x.size(2), x.size(3), OC, y.size(2), y.size(3), w.size(2), w.size(3),
+  const Geometry<int64_t> G{C, x.size(2), x.size(3), OC, ysize[2], ysize[3], w.size(2), w.size(3),
                             Cg, OC / groups, stride[0], stride[1], padding[0], padding[1],
                             dilation[0], dilation[1]};
   // Any output size is memory-safe: every input coordinate a kernel forms is bounds-checked.
   return G;
 }
 
-// Checks of _conv2d_fwd; returns the geometry.
+// Checks of _conv2d_fwd; returns the convolution's geometry. With shuffle = r > 1, out is the
+// pixel shuffle of the convolution's output: (N, OC / r^2, OH*r, OW*r), OC divisible by r^2.
 inline Geometry<int64_t> check_forward(const at::Tensor& x, const at::Tensor& w,
                                        const c10::optional<at::Tensor>& bias,
                                        const c10::optional<at::Tensor>& residual,
                                        at::IntArrayRef stride, at::IntArrayRef padding,
-                                       at::IntArrayRef dilation, const at::Tensor& out) {
+                                       at::IntArrayRef dilation, int64_t shuffle,
+                                       const at::Tensor& out) {
   const char* op = "_conv2d_fwd";
-  const Geometry<int64_t> G = geometry(op, x, w, out, stride, padding, dilation);
+  TORCH_CHECK(w.dim() == 4 && out.dim() == 4, op, ": tensors must be 4-D");
+  TORCH_CHECK(shuffle >= 1, op, ": shuffle must be positive, got ", shuffle);
+  const int64_t r = shuffle;
+  TORCH_CHECK(w.size(0) % (r * r) == 0, op, ": weight.size(0) ", w.size(0),
+              " not divisible by shuffle^2 = ", r * r);
+  TORCH_CHECK(r == 1 || (out.size(1) * r * r == w.size(0) && out.size(2) % r == 0 && out.size(3) % r == 0),
+              op, ": output shape ", out.sizes(), " is not a pixel shuffle by ", r,
+              " of a convolution with weight ", w.sizes());
+  const std::array<int64_t, 4> conv_size{out.size(0), out.size(1) * r * r, out.size(2) / r, out.size(3) / r};
+  const Geometry<int64_t> G = geometry(op, x, w, conv_size, stride, padding, dilation);
   check_same(op, "weight", w, x);
   check_same(op, "out", out, x);
   check_bias(op, bias, x, w.size(0));
@@ -81,7 +94,7 @@ inline Geometry<int64_t> check_dgrad(const at::Tensor& gy, const at::Tensor& w,
                                      at::IntArrayRef padding, at::IntArrayRef dilation,
                                      const at::Tensor& gx) {
   const char* op = "_conv2d_dgrad";
-  const Geometry<int64_t> G = geometry(op, gx, w, gy, stride, padding, dilation);
+  const Geometry<int64_t> G = geometry(op, gx, w, gy.sizes(), stride, padding, dilation);
   check_same(op, "weight", w, gy);
   check_same(op, "grad_input", gx, gy);
   check_bias(op, bias, gy, G.C);
@@ -93,7 +106,7 @@ inline Geometry<int64_t> check_wgrad(const at::Tensor& gy, const at::Tensor& x, 
                                      at::IntArrayRef padding, at::IntArrayRef dilation,
                                      const at::Tensor& gw) {
   const char* op = "_conv2d_wgrad";
-  const Geometry<int64_t> G = geometry(op, x, gw, gy, stride, padding, dilation);
+  const Geometry<int64_t> G = geometry(op, x, gw, gy.sizes(), stride, padding, dilation);
   check_same(op, "input", x, gy);
   check_same(op, "grad_weight", gw, gy);
   return G;

@@ -1,6 +1,7 @@
-// CPU kernels of the direct 2-D convolution: forward with the fused epilogue, input gradient (a
-// gather: each input element sums the taps that reach it) and weight gradient (each weight
-// element sums its positions in row-major order: deterministic). Used by the cpu backend for
+// CPU kernels of the direct 2-D convolution: forward with the fused epilogue (optionally into the
+// pixel-shuffled layout), input gradient (a gather: each input element sums the taps that reach
+// it) and weight gradient (each weight element sums its positions in row-major order:
+// deterministic). Used by the cpu backend for
 // depthwise and small-group convolutions (see pydense/ops/conv.py). The arithmetic is
 // csrc/common/conv.h, shared with the CUDA kernels. Loops run in the written tensor's memory
 // order (channels innermost for channels_last).
@@ -23,8 +24,9 @@ using cpu::for_each_element;
 void forward_cpu(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                  const c10::optional<at::Tensor>& residual, at::IntArrayRef stride,
                  at::IntArrayRef padding, at::IntArrayRef dilation, bool relu, double scale,
-                 const at::Tensor& out) {
-  const Geometry<int64_t> G = check_forward(x, w, bias, residual, stride, padding, dilation, out);
+                 int64_t shuffle, const at::Tensor& out) {
+  const Geometry<int64_t> G =
+      check_forward(x, w, bias, residual, stride, padding, dilation, shuffle, out);
   if (out.numel() == 0) return;
   const auto xs = strides_of<int64_t>(x), ws = strides_of<int64_t>(w), os = strides_of<int64_t>(out);
   const auto rs = residual ? strides_of<int64_t>(*residual) : os;
@@ -35,10 +37,13 @@ void forward_cpu(const at::Tensor& x, const at::Tensor& w, const c10::optional<a
     const scalar_t* bp = bias ? bias->const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* rp = residual ? residual->const_data_ptr<scalar_t>() : nullptr;
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    for_each_element(out, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow) {
+    // (c, yh, yw): out's coordinates, the convolution's (oc, oh, ow) unless shuffled
+    for_each_element(out, [&](int64_t n, int64_t c, int64_t yh, int64_t yw) {
+      int64_t oc, oh, ow;
+      shuffled_source(shuffle, c, yh, yw, oc, oh, ow);
       const acc_t acc = forward_sum<acc_t>(xp, wp, xs, ws, G, n, oc, oh, ow);
-      const acc_t r = rp ? acc_t(rp[n * rs.v[0] + oc * rs.v[1] + oh * rs.v[2] + ow * rs.v[3]]) : acc_t(0);
-      o[n * os.v[0] + oc * os.v[1] + oh * os.v[2] + ow * os.v[3]] =
+      const acc_t r = rp ? acc_t(rp[n * rs.v[0] + c * rs.v[1] + yh * rs.v[2] + yw * rs.v[3]]) : acc_t(0);
+      o[n * os.v[0] + c * os.v[1] + yh * os.v[2] + yw * os.v[3]] =
           scalar_t(epilogue<acc_t>(acc, bp ? acc_t(bp[oc]) : acc_t(0), relu, acc_t(scale), r));
     });
   });

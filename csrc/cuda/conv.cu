@@ -1,7 +1,8 @@
 // CUDA kernels of the direct 2-D convolution (any groups; the backend's kernels for depthwise and
 // grouped convolutions; dense fp16/bf16 forwards go to the tensor-core kernel of
-// conv_tensorcore.cu): forward with the fused epilogue (one thread per output element in the
-// output's memory order, so channels_last reads and writes coalesce across channels), input
+// conv_tensorcore.cu): forward with the fused epilogue, optionally into the pixel-shuffled
+// layout (one thread per output element in the output's memory order, so channels_last reads
+// and writes coalesce across channels), input
 // gradient as a gather (one thread per input element, only the taps that reach it; no atomics)
 // and weight gradient as a block reduction (one block per weight element, a fixed strided split
 // of the positions over the threads and a fixed shared-memory tree: bitwise deterministic).
@@ -26,18 +27,22 @@ namespace {
 
 using namespace pydense::cuda;
 
+// One thread per element of out in out's memory order; out is the convolution's output or, for
+// shuffle > 1, its pixel shuffle (then (c, yh, yw) are mapped to the convolution's (oc, oh, ow)).
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w,
                                const scalar_t* __restrict__ bias, const scalar_t* __restrict__ res,
                                scalar_t* __restrict__ out, Strides4<I> xs, Strides4<I> ws,
                                Strides4<I> rs, Strides4<I> os, Geometry<I> G, bool relu,
-                               acc_t scale, bool channels_last, I total) {
+                               acc_t scale, I shuffle, bool channels_last, I total) {
+  const I YC = G.OC / (shuffle * shuffle), YH = G.OH * shuffle, YW = G.OW * shuffle;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
-    I n, oc, oh, ow;
-    decompose(l, G.OC, G.OH, G.OW, channels_last, n, oc, oh, ow);
+    I n, c, yh, yw, oc, oh, ow;
+    decompose(l, YC, YH, YW, channels_last, n, c, yh, yw);
+    shuffled_source(shuffle, c, yh, yw, oc, oh, ow);
     const acc_t acc = forward_sum<acc_t>(x, w, xs, ws, G, n, oc, oh, ow);
-    const acc_t r = res ? acc_t(res[n * rs.v[0] + oc * rs.v[1] + oh * rs.v[2] + ow * rs.v[3]]) : acc_t(0);
-    out[n * os.v[0] + oc * os.v[1] + oh * os.v[2] + ow * os.v[3]] =
+    const acc_t r = res ? acc_t(res[n * rs.v[0] + c * rs.v[1] + yh * rs.v[2] + yw * rs.v[3]]) : acc_t(0);
+    out[n * os.v[0] + c * os.v[1] + yh * os.v[2] + yw * os.v[3]] =
         scalar_t(epilogue<acc_t>(acc, bias ? acc_t(bias[oc]) : acc_t(0), relu, scale, r));
   }
 }
@@ -83,11 +88,13 @@ wgrad_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ x,
 void forward_cuda(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                   const c10::optional<at::Tensor>& residual, at::IntArrayRef stride,
                   at::IntArrayRef padding, at::IntArrayRef dilation, bool relu, double scale,
-                  const at::Tensor& out) {
-  const Geometry<int64_t> G = check_forward(x, w, bias, residual, stride, padding, dilation, out);
+                  int64_t shuffle, const at::Tensor& out) {
+  const Geometry<int64_t> G =
+      check_forward(x, w, bias, residual, stride, padding, dilation, shuffle, out);
   const int64_t total = out.numel();
   if (total == 0) return;
-  if (tensorcore_eligible(x, w)) return forward_tensorcore(x, w, bias, residual, G, relu, scale, out);
+  if (tensorcore_eligible(x, w))
+    return forward_tensorcore(x, w, bias, residual, G, relu, scale, shuffle, out);
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor& r = residual ? *residual : out;
@@ -101,7 +108,7 @@ void forward_cuda(const at::Tensor& x, const at::Tensor& w, const c10::optional<
           bias ? bias->const_data_ptr<scalar_t>() : nullptr,
           residual ? residual->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
           strides_of<I>(x), strides_of<I>(w), strides_of<I>(r), strides_of<I>(out), narrow_geometry<I>(G), relu,
-          acc_t(scale), is_channels_last(out), I(total));
+          acc_t(scale), I(shuffle), is_channels_last(out), I(total));
     };
     small ? launch(int32_t(0)) : launch(int64_t(0));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -12,7 +12,8 @@
 // accumulators); K runs tap by tap (kh, kw) and, inside a tap, over BK-channel blocks: the A
 // tile is gathered from the input at the tap's shifted position (zero outside the image), the B
 // tile from the weight. The epilogue (bias, ReLU, scale, residual: csrc/common/conv.h) runs in
-// fp32 from a shared-memory staging tile, written in the output's memory order.
+// fp32 from a shared-memory staging tile, written in the output's memory order (into the pixel
+// shuffle of the output when asked: csrc/common/conv.h shuffled_target).
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -53,7 +54,8 @@ __global__ void __launch_bounds__(THREADS)
 forward_tc_kernel(const scalar_t* __restrict__ x_, const scalar_t* __restrict__ w_,
                   const scalar_t* __restrict__ bias, const scalar_t* __restrict__ res,
                   scalar_t* __restrict__ out, Strides4<I> xs, Strides4<I> ws, Strides4<I> rs,
-                  Strides4<I> os, Geometry<I> G, I M, bool relu, float scale, bool channels_last) {
+                  Strides4<I> os, Geometry<I> G, I M, bool relu, float scale, I shuffle,
+                  bool channels_last) {
   using T = typename Native<scalar_t>::type;
   const T* x = reinterpret_cast<const T*>(x_);
   const T* w = reinterpret_cast<const T*>(w_);
@@ -125,13 +127,16 @@ forward_tc_kernel(const scalar_t* __restrict__ x_, const scalar_t* __restrict__ 
                               wmma::mem_row_major);
   __syncthreads();
   // Epilogue in the output's memory order: channels fastest for channels_last, else positions.
+  // (c, yh, yw): the output coordinates of (ocg, ohh, oww), pixel-shuffled for shuffle > 1.
   for (int e = t; e < BM * BN; e += THREADS) {
     const int r = channels_last ? e / BN : e % BM, cc = channels_last ? e % BN : e / BM;
     const I mm = m0 + r, oc = n0 + cc;
     if (mm >= M || oc >= G.OCg) continue;
     const I oww = mm % G.OW, qq = mm / G.OW, ohh = qq % G.OH, nn = qq / G.OH, ocg = g * G.OCg + oc;
-    const float rv = res ? float(res[nn * rs.v[0] + ocg * rs.v[1] + ohh * rs.v[2] + oww * rs.v[3]]) : 0.0f;
-    out[nn * os.v[0] + ocg * os.v[1] + ohh * os.v[2] + oww * os.v[3]] = scalar_t(
+    I c, yh, yw;
+    shuffled_target(shuffle, ocg, ohh, oww, c, yh, yw);
+    const float rv = res ? float(res[nn * rs.v[0] + c * rs.v[1] + yh * rs.v[2] + yw * rs.v[3]]) : 0.0f;
+    out[nn * os.v[0] + c * os.v[1] + yh * os.v[2] + yw * os.v[3]] = scalar_t(
         epilogue<float>(Cs[r * C_LD + cc], bias ? float(bias[ocg]) : 0.0f, relu, scale, rv));
   }
 }
@@ -145,7 +150,7 @@ bool tensorcore_eligible(const at::Tensor& x, const at::Tensor& w) {
 
 void forward_tensorcore(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                         const c10::optional<at::Tensor>& residual, const Geometry<int64_t>& G,
-                        bool relu, double scale, const at::Tensor& out) {
+                        bool relu, double scale, int64_t shuffle, const at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor& r = residual ? *residual : out;
@@ -163,7 +168,7 @@ void forward_tensorcore(const at::Tensor& x, const at::Tensor& w, const c10::opt
           bias ? bias->const_data_ptr<scalar_t>() : nullptr,
           residual ? residual->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
           strides_of<I>(x), strides_of<I>(w), strides_of<I>(r), strides_of<I>(out),
-          narrow_geometry<I>(G), I(M), relu, float(scale), is_channels_last(out));
+          narrow_geometry<I>(G), I(M), relu, float(scale), I(shuffle), is_channels_last(out));
     };
     small ? launch(int32_t(0)) : launch(int64_t(0));
   };

@@ -15,7 +15,7 @@ bool tensorcore_eligible(const at::Tensor& x, const at::Tensor& w);
 
 void forward_tensorcore(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                         const c10::optional<at::Tensor>& residual, const Geometry<int64_t>& G,
-                        bool relu, double scale, const at::Tensor& out);
+                        bool relu, double scale, int64_t shuffle, const at::Tensor& out);
 
 }  // namespace conv
 }  // namespace pydense

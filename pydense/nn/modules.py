@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from .. import functional
@@ -242,3 +244,87 @@ class FCNSkip(torch.nn.Module):
     def extra_repr(self):
         return (f"offset={self.offset!r}, factor={self.factor}, skip_scale={self.skip_scale}, "
                 f"backend={self.backend!r}")
+
+
+class Conv2dPixelShuffle(torch.nn.Module):
+    """EDSR's sub-pixel upsampling step, ``nn.Sequential(nn.Conv2d(in_channels, out_channels*r*r,
+    k, padding=k//2), nn.PixelShuffle(r))``, computed by
+    :func:`pydense.functional.conv2d_pixel_shuffle` (no intermediate tensor).
+
+    ``weight`` is the convolution's, (out_channels * r*r, in_channels, k, k), initialised as
+    :class:`torch.nn.Conv2d` initialises it; :meth:`from_sequential` copies such a Sequential.
+
+    Args:
+        in_channels (int), out_channels (int): channels before and after the shuffle.
+        kernel_size (int or (int, int)): the convolution's kernel; padding ``kernel_size // 2``.
+        upscale_factor (int): r.
+        bias (bool): add a learnable bias (out_channels * r*r,). Default True.
+        backend (str): "auto", "triton", "cuda", "cpu" or "torch".
+
+    Example (EDSR's x3 upsampler, F = 64)::
+
+        >>> up = pydense.nn.Conv2dPixelShuffle(64, 64, 3, 3)
+        >>> up(torch.randn(1, 64, 32, 32)).shape
+        torch.Size([1, 64, 96, 96])
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, upscale_factor, bias=True,
+                 backend="auto", device=None, dtype=None):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.upscale_factor = (kh, kw), upscale_factor
+        self.padding, self.backend = (kh // 2, kw // 2), backend
+        factory = {"device": device, "dtype": dtype}
+        r2 = upscale_factor * upscale_factor
+        self.weight = torch.nn.Parameter(torch.empty(out_channels * r2, in_channels, kh, kw, **factory))
+        if bias:
+            self.bias = torch.nn.Parameter(torch.empty(out_channels * r2, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """As :meth:`torch.nn.Conv2d.reset_parameters`."""
+        torch.nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_sequential(cls, seq, *, backend="auto"):
+        """A module computing ``seq`` = ``nn.Sequential(nn.Conv2d(...), nn.PixelShuffle(r))``
+        (stride 1, dilation 1, groups 1, zero padding), with copies of its conv's parameters."""
+        parts = list(seq) if isinstance(seq, torch.nn.Sequential) else []
+        if (len(parts) != 2 or not isinstance(parts[0], torch.nn.Conv2d)
+                or not isinstance(parts[1], torch.nn.PixelShuffle)):
+            raise ValueError("Conv2dPixelShuffle.from_sequential: expected nn.Sequential(nn.Conv2d, "
+                             f"nn.PixelShuffle), got {seq!r}")
+        conv, shuffle = parts
+        if (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1
+                or conv.padding_mode != "zeros" or isinstance(conv.padding, str)):
+            raise ValueError("Conv2dPixelShuffle.from_sequential: the convolution must have stride 1, "
+                             "dilation 1, groups 1 and integer zero padding, got " + repr(conv))
+        r = shuffle.upscale_factor
+        if conv.out_channels % (r * r):
+            raise ValueError(f"Conv2dPixelShuffle.from_sequential: out_channels {conv.out_channels} "
+                             f"not divisible by upscale_factor**2 = {r * r}")
+        module = cls(conv.in_channels, conv.out_channels // (r * r), conv.kernel_size, r,
+                     bias=conv.bias is not None, backend=backend, device=conv.weight.device,
+                     dtype=conv.weight.dtype)
+        module.padding = tuple(conv.padding)
+        with torch.no_grad():
+            module.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                module.bias.copy_(conv.bias)
+        return module
+
+    def forward(self, input):
+        return functional.conv2d_pixel_shuffle(input, self.weight, self.bias, self.upscale_factor,
+                                               padding=self.padding, backend=self.backend)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"upscale_factor={self.upscale_factor}, padding={self.padding}, "
+                f"bias={self.bias is not None}, backend={self.backend!r}")

@@ -2,10 +2,13 @@
 
 Ops (all with a concrete ``backend``):
 
-* ``pydense::conv2d(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale)``
-  = ``residual + scale * act(conv2d(input, weight) + bias)`` (``act`` = ReLU or identity); plain
-  ``conv2d`` is the case without residual, ReLU and scale. ``padding`` is (top, bottom, left,
-  right): "same" with an even effective kernel pads one more row at the bottom, as PyTorch does.
+* ``pydense::conv2d(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale,
+  backend, shuffle=1)`` = ``residual + scale * act(conv2d(input, weight) + bias)`` (``act`` = ReLU
+  or identity); plain ``conv2d`` is the case without residual, ReLU and scale. ``padding`` is
+  (top, bottom, left, right): "same" with an even effective kernel pads one more row at the
+  bottom, as PyTorch does. ``shuffle`` = r > 1 returns the pixel shuffle by r of that, written by
+  the convolution's epilogue (no intermediate): ``conv2d_pixel_shuffle``, EDSR's upsampler (the
+  residual is then in the shuffled layout); its backward unshuffles the gradient first.
 * ``pydense::conv2d_input_grad(grad_output, weight, bias, input_hw, stride, padding, dilation,
   groups)`` (``padding`` = (top, left)): the input gradient, which is also the transposed
   convolution (``bias`` then adds per output channel).
@@ -30,8 +33,9 @@ import torch.nn.functional as F
 
 from .. import _backend
 from ._common import FLOAT_DTYPES, empty_output, out_memory_format
+from .pixel_shuffle import pixel_unshuffle_op
 
-OP, OP_T = "conv2d", "conv_transpose2d"
+OP, OP_T, OP_PS = "conv2d", "conv_transpose2d", "conv2d_pixel_shuffle"
 DIRECT_MAX_CG = 8
 
 
@@ -96,41 +100,47 @@ def _aten_weight_grad(gy, x, w, stride, pad_tl, dil, groups):
 # The ops
 
 
-def _out_shape(input, weight, stride, pad4, dil):
-    return (input.shape[0], weight.shape[0],
-            out_size(input.shape[2], weight.shape[2], stride[0], pad4[0], pad4[1], dil[0]),
-            out_size(input.shape[3], weight.shape[3], stride[1], pad4[2], pad4[3], dil[1]))
+def _out_shape(input, weight, stride, pad4, dil, shuffle=1):
+    """(N, OC, OH, OW) of the convolution, or (N, OC / r^2, OH*r, OW*r) of its pixel shuffle by r."""
+    r = shuffle
+    return (input.shape[0], weight.shape[0] // (r * r),
+            out_size(input.shape[2], weight.shape[2], stride[0], pad4[0], pad4[1], dil[0]) * r,
+            out_size(input.shape[3], weight.shape[3], stride[1], pad4[2], pad4[3], dil[1]) * r)
 
 
 @torch.library.custom_op("pydense::conv2d", mutates_args=())
 def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
               residual: Optional[torch.Tensor], stride: List[int], padding: List[int],
               dilation: List[int], groups: int, relu: bool, scale: float,
-              backend: str) -> torch.Tensor:
-    """residual + scale * act(conv2d(input, weight) + bias); see pydense.functional.conv2d_fused."""
+              backend: str, shuffle: int = 1) -> torch.Tensor:
+    """residual + scale * act(conv2d(input, weight) + bias), pixel-shuffled by ``shuffle``
+    (residual in the shuffled layout); see pydense.functional.conv2d_fused and
+    conv2d_pixel_shuffle."""
     cg = weight.shape[1]
     if _on_aten(backend, cg):
         y = _aten_forward(input, weight, bias, stride, padding, dilation, groups)
         y = y.relu() if relu else y
         y = y * scale if scale != 1.0 else y
+        y = F.pixel_shuffle(y, shuffle) if shuffle > 1 else y
         y = y + residual if residual is not None else y
         return y.contiguous(memory_format=out_memory_format(input))
-    out = empty_output(_out_shape(input, weight, stride, padding, dilation), input)
+    out = empty_output(_out_shape(input, weight, stride, padding, dilation, shuffle), input)
     pad_tl = (padding[0], padding[2])
     if backend == "triton":
         from ..kernels import conv as kernels
 
         kernels.forward(input, weight, bias, residual, out, stride, pad_tl, dilation, groups, relu,
-                        scale, _allow_tf32())
+                        scale, _allow_tf32(), shuffle)
     else:
         torch.ops.pydense._conv2d_fwd(input, weight, bias, residual, stride, pad_tl, dilation, relu,
-                                      scale, out)
+                                      scale, shuffle, out)
     return out
 
 
 @conv2d_op.register_fake
-def _(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend):
-    return empty_output(_out_shape(input, weight, stride, padding, dilation), input)
+def _(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend,
+      shuffle=1):
+    return empty_output(_out_shape(input, weight, stride, padding, dilation, shuffle), input)
 
 
 @torch.library.custom_op("pydense::conv2d_input_grad", mutates_args=())
@@ -189,10 +199,11 @@ def _bias_grad(g):
 
 
 def _conv_setup(ctx, inputs, output):
-    input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend = inputs
+    (input, weight, bias, residual, stride, padding, dilation, groups, relu, scale, backend,
+     shuffle) = inputs
     ctx.save_for_backward(input, weight, bias if relu else None)
     ctx.geo = (stride, padding, dilation, groups)
-    ctx.relu, ctx.scale, ctx.backend = relu, scale, backend
+    ctx.relu, ctx.scale, ctx.backend, ctx.shuffle = relu, scale, backend, shuffle
     ctx.has_bias, ctx.has_res = bias is not None, residual is not None
 
 
@@ -202,8 +213,10 @@ def _conv_backward(ctx, grad):
     g = grad * ctx.scale if ctx.scale != 1.0 else grad
     if ctx.relu:  # recompute the pre-activation: exact, and no activation-sized tensor is saved
         z = conv2d_op(input, weight, bias, None, stride, padding, dilation, groups, False, 1.0,
-                      ctx.backend)
+                      ctx.backend, ctx.shuffle)
         g = torch.where(z > 0, g, torch.zeros_like(g))
+    if ctx.shuffle > 1:  # the convolution's output gradient
+        g = pixel_unshuffle_op(g, ctx.shuffle, ctx.backend)
     pad_tl = [padding[0], padding[2]]
     gx = gw = gb = None
     if ctx.needs_input_grad[0]:
@@ -214,7 +227,7 @@ def _conv_backward(ctx, grad):
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = _bias_grad(g)
     gr = grad if ctx.has_res else None
-    return gx, gw, gb, gr, None, None, None, None, None, None, None
+    return gx, gw, gb, gr, None, None, None, None, None, None, None, None
 
 
 conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
@@ -283,15 +296,18 @@ def _pair(v, name, op, minimum):
     return list(v)
 
 
-def _check_tensors(op, input, weight, bias, transposed):
+W_LAYOUT = "(out_channels, in_channels/groups, kH, kW)"
+WT_LAYOUT = "(in_channels, out_channels/groups, kH, kW)"
+WPS_LAYOUT = "(out_channels * upscale_factor**2, in_channels, kH, kW)"
+
+
+def _check_tensors(op, input, weight, bias, layout):
     if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
         raise TypeError(f"{op}: input and weight must be Tensors")
     if input.dim() not in (3, 4):
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape "
                          f"{tuple(input.shape)}")
     if weight.dim() != 4:
-        layout = "(in_channels, out_channels/groups, kH, kW)" if transposed else \
-            "(out_channels, in_channels/groups, kH, kW)"
         raise ValueError(f"{op}: weight must be 4-D {layout}, got shape {tuple(weight.shape)}")
     if input.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
@@ -345,12 +361,19 @@ def _batched(input):
     return (input, False) if input.dim() == 4 else (input.unsqueeze(0), True)
 
 
+def _check_out_size(op, shape, x, padding, dilation, khw):
+    if min(shape[2:]) <= 0:
+        raise ValueError(f"{op}: output size {tuple(shape[2:])} is not positive: input "
+                         f"{tuple(x.shape[2:])} with padding {padding!r} is smaller than the dilated "
+                         f"kernel {tuple(d * (k - 1) + 1 for d, k in zip(dilation, khw))}")
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
            residual=None, scale=1.0, backend="auto"):
     """Validate, pick the backend and call ``pydense::conv2d`` (see pydense.functional)."""
     op = OP if activation is None and residual is None and scale == 1.0 else "conv2d_fused"
     input, weight, bias, residual = _autocast(input, weight, bias, residual)
-    _check_tensors(op, input, weight, bias, False)
+    _check_tensors(op, input, weight, bias, W_LAYOUT)
     stride = _pair(stride, "stride", op, 1)
     dilation = _pair(dilation, "dilation", op, 1)
     x, unbatched = _batched(input)
@@ -364,10 +387,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"{op}: bias must have shape ({OC},), got {tuple(bias.shape)}")
     pad4 = _padding4(op, padding, stride, dilation, weight.shape[2:])
     shape = _out_shape(x, weight, stride, pad4, dilation)
-    if min(shape[2:]) <= 0:
-        raise ValueError(f"{op}: output size {tuple(shape[2:])} is not positive: input "
-                         f"{tuple(x.shape[2:])} with padding {padding!r} is smaller than the dilated "
-                         f"kernel {tuple(d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:]))}")
+    _check_out_size(op, shape, x, padding, dilation, weight.shape[2:])
     if activation not in (None, "relu"):
         raise ValueError(f"{op}: activation must be None or 'relu', got {activation!r}")
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
@@ -387,12 +407,40 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return y.squeeze(0) if unbatched else y
 
 
+def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding=None, *, backend="auto"):
+    """Validate, pick the backend and call ``pydense::conv2d`` with ``shuffle=upscale_factor``
+    (see pydense.functional.conv2d_pixel_shuffle)."""
+    op = OP_PS
+    input, weight, bias = _autocast(input, weight, bias)
+    _check_tensors(op, input, weight, bias, WPS_LAYOUT)
+    r = upscale_factor
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise ValueError(f"{op}: upscale_factor must be a positive int, got {r!r}")
+    x, unbatched = _batched(input)
+    OC = weight.shape[0]
+    if OC % (r * r):
+        raise ValueError(f"{op}: weight.size(0) ({OC}) must be divisible by upscale_factor**2 = "
+                         f"{r * r} (it is out_channels * upscale_factor**2)")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} expects {weight.shape[1]} "
+                         f"input channels (weight.size(1)), got input of shape {tuple(input.shape)}")
+    if bias is not None and tuple(bias.shape) != (OC,):
+        raise ValueError(f"{op}: bias must have shape ({OC},) (weight.size(0)), got {tuple(bias.shape)}")
+    khw = weight.shape[2:]
+    padding = [k // 2 for k in khw] if padding is None else padding
+    pad4 = _padding4(op, padding, [1, 1], [1, 1], khw)
+    _check_out_size(op, _out_shape(x, weight, [1, 1], pad4, [1, 1]), x, padding, [1, 1], khw)
+    backend = _backend.resolve(backend, x.device, OP_PS)
+    y = conv2d_op(x, weight, bias, None, [1, 1], pad4, [1, 1], 1, False, 1.0, backend, r)
+    return y.squeeze(0) if unbatched else y
+
+
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, backend="auto"):
     """Validate, pick the backend and call ``pydense::conv_transpose2d`` (see pydense.functional)."""
     op = OP_T
     input, weight, bias = _autocast(input, weight, bias)
-    _check_tensors(op, input, weight, bias, True)
+    _check_tensors(op, input, weight, bias, WT_LAYOUT)
     stride = _pair(stride, "stride", op, 1)
     dilation = _pair(dilation, "dilation", op, 1)
     padding = _pair(padding, "padding", op, 0)

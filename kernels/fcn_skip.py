@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 
 from ._common import _needs_int64
+from .conv import _k_loop
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 BP, BK, BC, NUM_WARPS = 64, 32, 32, 8  # dot dims >= 16; K (21 VOC classes) fits one BK block.
@@ -71,20 +72,9 @@ def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_pt
     oh = t % OH
     n = t // OH
     s_row = n * ss0 + (oh + off_h) * ss2 + (ow + off_w) * ss3  # the cropped skip pixel
-    if SCORE:
-        acc = tl.zeros([BP, BK], dtype=acc_t)
-        cc = tl.arange(0, BC).to(idx_t)
-        for c0 in range(0, CS, BC):
-            c = c0 + cc
-            c_ok = c < CS
-            a = tl.load(s_ptr + s_row[:, None] + (c * ss1)[None, :],
-                        mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-            b = tl.load(w_ptr + (c * ws1)[:, None] + (k * ws0)[None, :],
-                        mask=c_ok[:, None] & k_ok[None, :], other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    if SCORE:  # skip pixels (BP x CS) @ w^T (CS x BK)
+        acc = _k_loop(tl.zeros([BP, BK], dtype=acc_t), s_ptr, s_row, p_ok, ss1, w_ptr, k * ws0,
+                      k_ok, ws1, CS, tl.arange(0, BC).to(idx_t), BC, PRECISION, UPCAST)
         acc = acc * scale
         if HAS_BIAS:
             acc += tl.load(b_ptr + k, mask=k_ok, other=0.0).to(acc_t)[None, :]
@@ -129,20 +119,9 @@ def _skip_grad_kernel(g_ptr, w_ptr, gx_ptr, gs0, gs1, gs2, gs3, ws0, ws1, xs0, x
     ow = w - off_w
     inside = p_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
     g_row = n * gs0 + oh * gs2 + ow * gs3
-    if SCORE:
-        acc = tl.zeros([BP, BC], dtype=acc_t)
-        kk = tl.arange(0, BK).to(idx_t)
-        for k0 in range(0, K, BK):
-            k = k0 + kk
-            k_ok = k < K
-            a = tl.load(g_ptr + g_row[:, None] + (k * gs1)[None, :],
-                        mask=inside[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(w_ptr + (k * ws0)[:, None] + (c * ws1)[None, :],
-                        mask=k_ok[:, None] & c_ok[None, :], other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    if SCORE:  # gradient pixels (BP x K) @ w (K x BC)
+        acc = _k_loop(tl.zeros([BP, BC], dtype=acc_t), g_ptr, g_row, inside, gs1, w_ptr, c * ws1,
+                      c_ok, ws0, K, tl.arange(0, BK).to(idx_t), BK, PRECISION, UPCAST)
     else:
         acc = tl.load(g_ptr + g_row[:, None] + (c * gs1)[None, :],
                       mask=inside[:, None] & c_ok[None, :], other=0.0).to(acc_t)

@@ -35,9 +35,9 @@ _map_source_kernels()
 
 from . import _backend  # noqa: E402,F401  (backend discovery runs at import)
 from . import ops  # noqa: E402,F401
-from . import functional, nn, patch, reference  # noqa: E402,F401
+from . import functional, models, nn, patch, reference  # noqa: E402,F401
 from ._backend import BackendUnavailableError, build_info, extension_available  # noqa: E402,F401
 
 __version__ = "0.1.0"
-__all__ = ["functional", "nn", "patch", "reference", "build_info", "extension_available",
+__all__ = ["functional", "models", "nn", "patch", "reference", "build_info", "extension_available",
            "BackendUnavailableError"]

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../common/cpu_loops.h"
 #include "../common/upsample_bilinear.h"
 #include "../common/upsample_bilinear_checks.h"
 
@@ -22,8 +23,7 @@ void forward_cpu(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
                  const at::Tensor& h_idx, const at::Tensor& h_lam, const at::Tensor& w_idx,
                  const at::Tensor& w_lam, const at::Tensor& out) {
   check_forward(input, skip, h_idx, h_lam, w_idx, w_lam, out);
-  const int64_t N = out.size(0), C = out.size(1), OH = out.size(2), OW = out.size(3),
-                CX = input.size(1);
+  const int64_t OH = out.size(2), OW = out.size(3), CX = input.size(1);
   if (out.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();
@@ -31,7 +31,6 @@ void forward_cpu(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
   const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2), os3 = out.stride(3);
   const at::Tensor& sk = skip ? *skip : input;
   const int64_t ss0 = sk.stride(0), ss1 = sk.stride(1), ss2 = sk.stride(2), ss3 = sk.stride(3);
-  const bool channels_last = os1 == 1 && C > 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t* hl = h_lam.const_data_ptr<acc_t>();
@@ -51,18 +50,7 @@ void forward_cpu(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
           acc_t(p[r0 + c0]), acc_t(p[r0 + c1]), acc_t(p[r1 + c0]), acc_t(p[r1 + c1]), hl[oh],
           hl[OH + oh], wl[ow], wl[OW + ow]));
     };
-    if (channels_last) {
-      at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r)
-          for (int64_t ow = 0; ow < OW; ++ow)
-            for (int64_t c = 0; c < C; ++c) one(r / OH, c, r % OH, ow);
-      });
-    } else {
-      at::parallel_for(0, N * C * OH, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r)
-          for (int64_t ow = 0; ow < OW; ++ow) one(r / (C * OH), (r / OH) % C, r % OH, ow);
-      });
-    }
+    cpu::for_each_element(out, one);
   });
 }
 

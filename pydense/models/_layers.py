@@ -1,0 +1,78 @@
+"""What the models share: the backend switch and the few composite layers that run as one fused
+pydense op (backend "pydense") or as the stock PyTorch chain (backend "torch") on the same
+parameters, so state_dicts are interchangeable between the two."""
+import torch
+import torch.nn.functional as F
+
+from .. import functional
+
+BACKENDS = ("pydense", "torch")
+
+
+def check_backend(backend, model):
+    if backend not in BACKENDS:
+        raise ValueError(f"{model}: backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+class Model(torch.nn.Module):
+    """Base of the models: ``backend`` ("pydense" or "torch") selects the ops, ``op_backend`` the
+    pydense backend ("auto", "triton", "cuda", "cpu")."""
+
+    def __init__(self, backend, op_backend="auto"):
+        super().__init__()
+        self.backend = check_backend(backend, type(self).__name__)
+        self.op_backend = op_backend
+
+    @property
+    def fused(self):
+        return self.backend == "pydense"
+
+    def conv(self, x, m, relu=False, residual=None, scale=1.0):
+        """``residual + scale * act(m(x))`` for an ``nn.Conv2d`` m: one pydense convolution with
+        the epilogue fused, or the module and its elementwise ops."""
+        if self.fused:
+            return functional.conv2d_fused(x, m.weight, m.bias, m.stride, m.padding, m.dilation,
+                                           m.groups, activation="relu" if relu else None,
+                                           residual=residual, scale=scale, backend=self.op_backend)
+        y = m(x)
+        y = F.relu(y) if relu else y
+        y = y * scale if scale != 1.0 else y
+        return y + residual if residual is not None else y
+
+    def conv_pixel_shuffle(self, x, m, r):
+        """``PixelShuffle(r)(m(x))`` for an ``nn.Conv2d`` m (stride 1): one pydense sub-pixel conv."""
+        if self.fused:
+            return functional.conv2d_pixel_shuffle(x, m.weight, m.bias, r, padding=m.padding,
+                                                   backend=self.op_backend)
+        return F.pixel_shuffle(m(x), r)
+
+    def bilinear_up(self, x, m, crop=0, size=None):
+        """A frozen bilinear ``nn.ConvTranspose2d`` m (FCN's upscore layers: kernel 2f, stride f,
+        padding p, diagonal or depthwise bilinear weights) followed by a crop to ``size``: pydense's
+        bilinear deconvolution (the crop fused, no weight read) while the weight is frozen, else
+        the module. ``crop`` counts from the module's output (after its padding)."""
+        if size is None:
+            size = tuple((s - 1) * m.stride[0] - 2 * m.padding[0] + m.kernel_size[0] - 2 * crop
+                         for s in x.shape[-2:])
+        if self.fused and not m.weight.requires_grad:
+            return functional.bilinear_deconv2d(x, m.stride[0], crop=crop + m.padding[0],
+                                                output_size=size, backend=self.op_backend)
+        y = m(x)
+        return y[..., crop:crop + size[0], crop:crop + size[1]]
+
+
+def bilinear_upsampler(channels, factor, padding=0, depthwise=False):
+    """FCN's fixed upsampling layer: a bias-free ConvTranspose2d (kernel 2f, stride f) with
+    bilinear weights, frozen."""
+    m = torch.nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=padding,
+                                 groups=channels if depthwise else 1, bias=False)
+    from ..nn import init
+
+    init.bilinear_(m.weight)
+    m.weight.requires_grad_(False)
+    return m
+
+
+def parameter_count(model, trainable_only=False):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -35,3 +35,14 @@ def test_markdown_table_aligns_numbers():
     rows = [{c: None for c in common.COLUMNS} | {"case": "x", "median_ms": 1.23456, "provider": "cpu"}]
     table = common.markdown_table(rows).splitlines()
     assert table[0].startswith("| case") and "1.235" in table[2] and len({len(l) for l in table}) == 1
+
+
+def test_model_benchmark_smoke(tmp_path):
+    """The model benchmark harness runs end to end (quick: tiny EDSR, pydense vs eager) and its
+    pydense inference matches eager."""
+    from benchmarks import models
+
+    rows = models.run(quick=True, device=models.torch.device("cpu"), wanted={"edsr_baseline_x4"})
+    assert {(r["mode"], r["provider"]) for r in rows} == {(m, p) for m in ("infer", "train")
+                                                         for p in ("pydense", "eager")}
+    assert all(r["check"] in ("ok", "ran") and r["median_ms"] > 0 for r in rows)

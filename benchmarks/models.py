@@ -1,0 +1,196 @@
+"""Model benchmarks: ``python -m benchmarks.models [--quick] [--models fcn8s,...] [--out DIR]``.
+
+For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 48x48 LR patches
+batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
+360x480 batch 4 when the model exists) it compares, side by side, in one run:
+
+* "pydense": the model with ``backend="pydense"`` (fused pydense ops, ``op_backend="auto"``),
+* "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
+* "compile": ``torch.compile`` of the eager model (``mode="max-autotune-no-cudagraphs"`` on CUDA,
+  the default mode on CPU; ``fullgraph=True``; not in --quick runs, whose compile time on CPU
+  would dominate),
+
+in "infer" (``torch.no_grad()``, eval mode) and "train" (forward, loss, backward and an SGD
+step with learning rate 0, so every provider keeps the same weights; train mode) modes, fp32 and bf16 autocast, NCHW and channels_last. Reported: median time
+(``triton.testing.do_bench`` on CUDA, timeit on CPU), images/s, peak memory (CUDA: the
+allocator's peak over one call, after a reset) and the speedup vs eager; "check" compares the
+pydense and compiled inference outputs with eager's (rtol = atol = 1e-3 scaled by the output's
+magnitude in fp32, 5e-2 in bf16).
+"""
+import argparse
+import csv
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pydense import models
+
+from . import common
+
+COLUMNS = ("model", "case", "mode", "dtype", "layout", "provider", "median_ms", "images/s",
+           "peak_MiB", "speedup_vs_eager", "check", "notes")
+
+
+def _cases(quick, device):
+    """(name, factory, kwargs, input shape, modes, loss kind)."""
+    gpu = device.type == "cuda" and not quick
+    cases = []
+    if gpu:
+        for n in (1, 8):
+            cases.append(("fcn8s", models.fcn8s, {}, (n, 3, 500, 500), ("infer", "train"), "seg"))
+        cases.append(("edsr_baseline_x4", models.edsr_baseline, {"scale": 4}, (16, 3, 48, 48), ("train",), "sr"))
+        cases.append(("edsr_baseline_x4", models.edsr_baseline, {"scale": 4}, (1, 3, 256, 256), ("infer",), "sr"))
+        cases.append(("edsr_x4", models.edsr, {"scale": 4}, (1, 3, 256, 256), ("infer",), "sr"))
+        cases.append(("dilation8", models.dilation8, {}, (1, 3, 900, 900), ("infer",), "seg"))
+        if hasattr(models, "segnet"):
+            cases.append(("segnet", models.segnet, {}, (4, 3, 360, 480), ("infer", "train"), "seg"))
+    else:  # CPU / CI smoke: small sizes
+        cases.append(("edsr_baseline_x4", models.edsr_baseline, {"scale": 4}, (1, 3, 16, 16), ("infer", "train"), "sr"))
+        cases.append(("context_basic", models.context_module, {"kind": "basic"}, (1, 21, 24, 24), ("infer", "train"), "seg"))
+        if not quick:
+            cases.append(("fcn8s", models.fcn8s, {}, (1, 3, 128, 128), ("infer",), "seg"))
+    return cases
+
+
+def _loss(kind, out):
+    if kind == "sr":
+        return F.l1_loss(out.float(), torch.zeros_like(out, dtype=torch.float32))
+    target = torch.zeros(out.shape[0], *out.shape[2:], dtype=torch.long, device=out.device)
+    return F.cross_entropy(out.float(), target)
+
+
+def _peak_mib(fn, device):
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def run(quick, device, wanted=None, log=None):
+    rows = []
+    layouts = ("nchw",) if quick else ("nchw", "channels_last")
+    dtypes = (torch.float32, torch.bfloat16) if device.type == "cuda" and not quick else (torch.float32,)
+    compile_mode = "max-autotune-no-cudagraphs" if device.type == "cuda" else None
+    for name, factory, kwargs, shape, modes, kind in _cases(quick, device):
+        if wanted and name not in wanted:
+            continue
+        torch.manual_seed(0)
+        fused = factory(**kwargs, backend="pydense").to(device)
+        eager = factory(**kwargs, backend="torch").to(device)
+        eager.load_state_dict(fused.state_dict())
+        for layout in layouts:
+            fmt = common.LAYOUTS[layout]
+            fused, eager = fused.to(memory_format=fmt), eager.to(memory_format=fmt)
+            x = torch.randn(shape, device=device).abs().contiguous(memory_format=fmt)
+            torch._dynamo.reset()
+            providers = [("pydense", fused), ("eager", eager)]
+            if not quick:
+                providers.append(("compile", torch.compile(eager, fullgraph=True, mode=compile_mode)))
+            for dtype in dtypes:
+                amp = dict(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
+                for mode in modes:
+                    case_rows = []
+                    for provider, model in providers:
+                        if log:
+                            log(f"  {name} {tuple(shape)} {mode} {common.dtype_name(dtype)} {layout} {provider}")
+                        row = {"model": name, "case": "x".join(map(str, shape)), "mode": mode,
+                               "dtype": common.dtype_name(dtype), "layout": layout,
+                               "provider": provider, "check": "", "notes": ""}
+                        try:
+                            if mode == "infer":
+                                (fused if provider == "pydense" else eager).eval()
+
+                                def step(model=model):
+                                    with torch.no_grad(), torch.autocast(**amp):
+                                        return model(x)
+
+                                out = step()
+                                with torch.no_grad(), torch.autocast(**amp):
+                                    ref = eager.eval()(x)
+                                tol = (1e-3 if dtype == torch.float32 else 5e-2) * max(1.0, ref.abs().max().item())
+                                ok = torch.allclose(out.float(), ref.float(), rtol=tol, atol=tol)
+                                row["check"] = "ok" if ok else "FAILED"
+                            else:
+                                (fused if provider == "pydense" else eager).train()
+                                params = [p for p in (fused if provider == "pydense" else eager).parameters()
+                                          if p.requires_grad]
+                                opt = torch.optim.SGD(params, lr=0.0)
+
+                                def step(model=model, opt=opt):
+                                    opt.zero_grad(set_to_none=True)
+                                    with torch.autocast(**amp):
+                                        loss = _loss(kind, model(x))
+                                    loss.backward()
+                                    opt.step()
+
+                                step()
+                                row["check"] = "ran"
+                            ms = common.bench_ms(step, device)
+                            row.update({"median_ms": ms, "images/s": shape[0] / (ms * 1e-3),
+                                        "peak_MiB": _peak_mib(step, device)})
+                        except Exception as e:  # noqa: BLE001 - reported, not fatal
+                            row.update({"check": "ERROR", "notes": common._error_text(e)})
+                        case_rows.append(row)
+                    base = next((r.get("median_ms") for r in case_rows if r["provider"] == "eager"), None)
+                    for r in case_rows:
+                        r["speedup_vs_eager"] = base / r["median_ms"] if base and r.get("median_ms") else None
+                    rows += case_rows
+        del fused, eager, providers
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _fmt(key, value):
+    if value is None:
+        return ""
+    if key in ("median_ms", "images/s"):
+        return f"{value:.4g}"
+    if key == "peak_MiB":
+        return f"{value:.0f}"
+    if key == "speedup_vs_eager":
+        return f"{value:.2f}x"
+    return str(value)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.models", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, fp32 (CPU / CI smoke run)")
+    parser.add_argument("--models", default="", help="comma-separated model names (default: all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=("cuda", "cpu"))
+    parser.add_argument("--out", default=common.RESULTS_DIR, help="results root (OUT/<device>/models.csv)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    start = time.perf_counter()
+    wanted = {m.strip() for m in args.models.split(",") if m.strip()}
+    rows = run(args.quick, device, wanted, log)
+    print(f"# pydense model benchmarks ({common.device_name(device)}, {'quick' if args.quick else 'full'})\n")
+    cells = [[_fmt(c, r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(COLUMNS)]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |")
+    path = os.path.join(args.out, common.device_name(device), "models.csv")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else f"{r[k]:.6g}" if isinstance(r.get(k), float)
+                                 else r[k]) for k in COLUMNS})
+    print(f"\nresults: {path} ({time.perf_counter() - start:.1f} s)")
+    return 1 if any(r["check"] in ("FAILED", "ERROR") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

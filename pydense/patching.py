@@ -429,6 +429,8 @@ class enabled(TorchFunctionMode):
     own backward), so training under the mode works. It never recurses: while pydense handles a
     routed call (its argument checks, its ``torch`` fallbacks, a backward run inside the block)
     the mode is inactive, so the torch functions pydense calls itself reach ATen.
+    ``torch.compile`` traces through the mode: a model compiled and run inside the block gets
+    the pydense ops in its graph (``fullgraph=True`` works).
 
     Args:
         backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch", for every routed call.

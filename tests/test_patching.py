@@ -300,6 +300,27 @@ def test_enabled_autograd():
     assert x.grad is not None
 
 
+def test_enabled_under_compile():
+    """torch.compile traces through the mode: one graph, with the pydense ops in it."""
+    torch.manual_seed(0)
+    model = AllKinds()
+    x = torch.randn(1, 3, 8, 8)
+    ref = model(x)
+    targets = collections.Counter()
+
+    def backend(gm, inputs):
+        targets.update(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm
+
+    torch._dynamo.reset()
+    with pydense.enabled(backend="cpu"):
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
+        out = torch.compile(model, fullgraph=True, backend=backend)(x)
+    torch.testing.assert_close(out, ref, **TOL)
+    for op in ("conv2d", "conv_transpose2d", "upsample_bilinear2d", "max_unpool2d", "pixel_shuffle"):
+        assert targets[f"pydense.{op}.default"] > 0, (op, targets)
+
+
 # ---------------------------------------------------------------------------------------------
 # torchvision's segmentation models (random init: nothing is downloaded)
 

@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
 export MAX_JOBS ?= 2
 
 .PHONY: all venv build test bench bench-quick gpu-check clean
@@ -13,8 +14,8 @@ all: test
 $(VENV)/.deps-stamp:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" setuptools wheel ninja \
-		pytest pytest-benchmark hypothesis numpy expecttest
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
+		setuptools wheel ninja pytest pytest-benchmark hypothesis numpy expecttest
 	touch $@
 
 venv: $(VENV)/.deps-stamp

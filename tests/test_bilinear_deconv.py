@@ -135,18 +135,18 @@ def test_init_bilinear_matches_fcn_formula():
 def test_detects_fixed_bilinear_conv_transpose():
     up = torch.nn.ConvTranspose2d(5, 5, 16, stride=8, bias=False)
     pydense.nn.init.bilinear_(up.weight)
-    assert pydense.patch.fixed_bilinear_factor(up) is None  # trainable: not fixed
+    assert pydense.fixed_bilinear_factor(up) is None  # trainable: not fixed
     up.weight.requires_grad_(False)
-    assert pydense.patch.fixed_bilinear_factor(up) == 8
+    assert pydense.fixed_bilinear_factor(up) == 8
     x = data((1, 5, 3, 4)).float()
     torch.testing.assert_close(pydense.functional.bilinear_deconv2d(x, 8, crop=0), up(x),
                                rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         up.weight[0, 0, 0, 0] += 1e-3
-    assert pydense.patch.fixed_bilinear_factor(up) is None  # not the bilinear kernel
+    assert pydense.fixed_bilinear_factor(up) is None  # not the bilinear kernel
     biased = torch.nn.ConvTranspose2d(5, 5, 16, stride=8)
-    assert pydense.patch.fixed_bilinear_factor(biased) is None
-    assert pydense.patch.fixed_bilinear_factor(torch.nn.Conv2d(5, 5, 3)) is None
+    assert pydense.fixed_bilinear_factor(biased) is None
+    assert pydense.fixed_bilinear_factor(torch.nn.Conv2d(5, 5, 3)) is None
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id.endswith("-triton")])

@@ -1,7 +1,9 @@
 """Module twins of pydense.functional, drop-in subclasses of the torch.nn modules."""
 from . import init
-from .modules import (BilinearDeconv2d, Conv2d, Conv2dPixelShuffle, ConvTranspose2d, FCNSkip,
-                      MaxUnpool2d, PixelShuffle, PixelUnshuffle, Upsample, UpsampleConcat)
+from .modules import (BilinearConvTranspose2d, BilinearDeconv2d, Conv2d, Conv2dPixelShuffle,
+                      ConvTranspose2d, FCNSkip, MaxUnpool2d, PixelShuffle, PixelUnshuffle, Upsample,
+                      UpsampleConcat, UpsamplingBilinear2d)
 
-__all__ = ["BilinearDeconv2d", "Conv2d", "Conv2dPixelShuffle", "ConvTranspose2d", "FCNSkip",
-           "MaxUnpool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "UpsampleConcat", "init"]
+__all__ = ["BilinearConvTranspose2d", "BilinearDeconv2d", "Conv2d", "Conv2dPixelShuffle",
+           "ConvTranspose2d", "FCNSkip", "MaxUnpool2d", "PixelShuffle", "PixelUnshuffle", "Upsample",
+           "UpsampleConcat", "UpsamplingBilinear2d", "init"]

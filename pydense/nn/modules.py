@@ -99,6 +99,30 @@ class Upsample(torch.nn.Upsample):
         return f"{super().extra_repr()}, backend={self.backend!r}"
 
 
+class UpsamplingBilinear2d(torch.nn.UpsamplingBilinear2d):
+    """Drop-in :class:`torch.nn.UpsamplingBilinear2d` (bilinear, ``align_corners=True``) computed by
+    :func:`pydense.functional.interpolate`.
+
+    Example::
+
+        >>> up = pydense.nn.UpsamplingBilinear2d(scale_factor=2)
+        >>> up(torch.randn(1, 21, 16, 16)).shape
+        torch.Size([1, 21, 32, 32])
+    """
+
+    def __init__(self, size=None, scale_factor=None, *, backend="auto"):
+        super().__init__(size, scale_factor)
+        self.backend = backend
+
+    def forward(self, input):
+        return functional.interpolate(input, self.size, self.scale_factor, self.mode,
+                                      self.align_corners, self.recompute_scale_factor,
+                                      backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
 class BilinearDeconv2d(torch.nn.Module):
     """FCN's fixed bilinear upsampling layer (``ConvTranspose2d(C, C, 2f, stride=f)`` with
     bilinear weights, no bias) plus its crop, computed by
@@ -171,6 +195,42 @@ class ConvTranspose2d(_ZeroPaddedConv, torch.nn.ConvTranspose2d):
     def forward(self, input, output_size=None):
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
+        return functional.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                           tuple(output_padding), self.groups, self.dilation,
+                                           backend=self.backend)
+
+
+class BilinearConvTranspose2d(_ZeroPaddedConv, torch.nn.ConvTranspose2d):
+    """A :class:`torch.nn.ConvTranspose2d` holding FCN's frozen bilinear upsampling kernel,
+    computed by :func:`pydense.functional.bilinear_deconv2d` (a two-tap gather per axis that
+    reads no weight), with the module's parameters and state_dict unchanged.
+
+    It is what :func:`pydense.patch` turns a ``ConvTranspose2d`` into when
+    :func:`pydense.fixed_bilinear_factor` recognises it (kernel 2f, stride f, no padding, no bias,
+    C -> C or depthwise, the weight equal to :func:`pydense.nn.init.bilinear_`'s kernel and
+    frozen). The weight's *values* are not read in that path: a weight changed afterwards (say by
+    ``load_state_dict`` of something that is not the bilinear kernel) is not seen, so unpatch
+    before loading such weights. The general :func:`pydense.functional.conv_transpose2d` (which
+    reads the weight) runs instead when the weight requires grad (it is being trained), for
+    unbatched input, and when ``output_size`` asks for extra output rows/columns.
+
+    Args:
+        as :class:`torch.nn.ConvTranspose2d` (``kernel_size == 2 * stride``, square); backend (str):
+        "auto", "triton", "cuda", "cpu" or "torch" (keyword-only).
+
+    Example (FCN-32s's upscore layer)::
+
+        >>> up = pydense.nn.BilinearConvTranspose2d(21, 21, 64, stride=32, bias=False)
+        >>> _ = pydense.nn.init.bilinear_(up.weight).requires_grad_(False)
+        >>> up(torch.randn(1, 21, 16, 16)).shape
+        torch.Size([1, 21, 544, 544])
+    """
+
+    def forward(self, input, output_size=None):
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
+                                              self.kernel_size, 2, self.dilation)
+        if input.dim() == 4 and not any(output_padding) and not self.weight.requires_grad:
+            return functional.bilinear_deconv2d(input, self.stride[0], backend=self.backend)
         return functional.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
                                            tuple(output_padding), self.groups, self.dilation,
                                            backend=self.backend)

@@ -6,11 +6,12 @@
 #
 #   bash scripts/gpu_check.sh            (or: make gpu-check)
 #   bash scripts/gpu_check.sh build,tests    only some steps (for 10-minute command limits: run
-#                                            "build,tests,sanitizer" then "build,bench,bench-conv")
+#                                            "build,tests,sanitizer", then "build,bench,bench-conv",
+#                                            then "build,bench-models")
 # Steps: build, tests, sanitizer, bench (memory-bound ops), bench-conv (convolutions, with
-# torch.compile max-autotune), all by default. The AOT-compile tests are CI's (no GPU needed).
+# torch.compile max-autotune), bench-models (the models), all by default. The AOT-compile tests are CI's (no GPU needed).
 set -uo pipefail
-STEPS=",${1:-build,tests,sanitizer,bench,bench-conv},"
+STEPS=",${1:-build,tests,sanitizer,bench,bench-conv,bench-models},"
 want() { [[ "$STEPS" == *",$1,"* ]]; }
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
@@ -59,8 +60,14 @@ fi
 
 if want bench-conv; then
 step "benchmarks (convolutions)"
-timeout 300 "$PY" -m benchmarks --ops conv2d,conv_transpose2d,conv2d_pixel_shuffle --out "$OUT" > "$OUT/bench_conv.md" 2>&1 || status=1
+timeout 300 "$PY" -m benchmarks --ops conv2d,conv2d_fused,conv_transpose2d,conv2d_pixel_shuffle --out "$OUT" > "$OUT/bench_conv.md" 2>&1 || status=1
 head -120 "$OUT/bench_conv.md"
+fi
+
+if want bench-models; then
+step "benchmarks (models: pydense vs eager vs torch.compile max-autotune)"
+timeout 540 "$PY" -m benchmarks.models --out "$OUT" > "$OUT/bench_models.md" 2>&1 || status=1
+head -100 "$OUT/bench_models.md"
 fi
 
 step "done: status $status"

@@ -72,7 +72,19 @@ class PixelUnshuffle(torch.nn.PixelUnshuffle):
         return f"{super().extra_repr()}, backend={self.backend!r}"
 
 
-class Upsample(torch.nn.Upsample):
+class _Interpolate:
+    """forward and repr of the torch.nn.Upsample family on :func:`pydense.functional.interpolate`."""
+
+    def forward(self, input):
+        return functional.interpolate(input, self.size, self.scale_factor, self.mode,
+                                      self.align_corners, self.recompute_scale_factor,
+                                      backend=self.backend)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+
+class Upsample(_Interpolate, torch.nn.Upsample):
     """Drop-in :class:`torch.nn.Upsample` computed by :func:`pydense.functional.interpolate`.
 
     Bilinear 4-D input runs pydense's kernels; other modes go to torch, as the function does.
@@ -90,16 +102,9 @@ class Upsample(torch.nn.Upsample):
         super().__init__(size, scale_factor, mode, align_corners, recompute_scale_factor)
         self.backend = backend
 
-    def forward(self, input):
-        return functional.interpolate(input, self.size, self.scale_factor, self.mode,
-                                      self.align_corners, self.recompute_scale_factor,
-                                      backend=self.backend)
-
-    def extra_repr(self):
-        return f"{super().extra_repr()}, backend={self.backend!r}"
 
 
-class UpsamplingBilinear2d(torch.nn.UpsamplingBilinear2d):
+class UpsamplingBilinear2d(_Interpolate, torch.nn.UpsamplingBilinear2d):
     """Drop-in :class:`torch.nn.UpsamplingBilinear2d` (bilinear, ``align_corners=True``) computed by
     :func:`pydense.functional.interpolate`.
 
@@ -114,13 +119,6 @@ class UpsamplingBilinear2d(torch.nn.UpsamplingBilinear2d):
         super().__init__(size, scale_factor)
         self.backend = backend
 
-    def forward(self, input):
-        return functional.interpolate(input, self.size, self.scale_factor, self.mode,
-                                      self.align_corners, self.recompute_scale_factor,
-                                      backend=self.backend)
-
-    def extra_repr(self):
-        return f"{super().extra_repr()}, backend={self.backend!r}"
 
 
 class BilinearDeconv2d(torch.nn.Module):

@@ -38,11 +38,11 @@ def test_markdown_table_aligns_numbers():
 
 
 def test_model_benchmark_smoke(tmp_path):
-    """The model benchmark harness runs end to end (quick: tiny EDSR, pydense vs eager) and its
+    """The model benchmark harness runs end to end (quick: the basic context module, pydense vs eager) and its
     pydense inference matches eager."""
     from benchmarks import models
 
-    rows = models.run(quick=True, device=models.torch.device("cpu"), wanted={"edsr_baseline_x4"})
+    rows = models.run(quick=True, device=models.torch.device("cpu"), wanted={"context_basic"})
     assert {(r["mode"], r["provider"]) for r in rows} == {(m, p) for m in ("infer", "train")
                                                          for p in ("pydense", "eager")}
     assert all(r["check"] in ("ok", "ran") and r["median_ms"] > 0 for r in rows)

@@ -102,8 +102,8 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         padding (int or (int, int)): the pooling padding. Default 0.
         output_size (sequence of int, optional): (H, W) or the full shape; must lie strictly within
             one stride of the default ``(in - 1) * stride - 2 * padding + kernel``.
-        dilation (int or (int, int)): the pool's dilation; only decodes uint8 indices (int64
-            indices need none). Default 1 (keyword-only).
+        dilation (int or (int, int)): the pool's dilation: decodes uint8 indices, and sets the
+            default output size (the pool's input size) for both kinds. Default 1 (keyword-only).
         backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
         check_indices (bool, optional): raise ``IndexError`` for an index outside
             ``[0, OH*OW)`` (a compact offset whose tap is outside the plane) before any kernel writes. Default: on for CPU tensors; for CUDA tensors

@@ -237,10 +237,16 @@ def test_bad_arguments(device, backend, case):
         pydense.functional.max_pool2d_with_indices(*args, **{"backend": backend, **kwargs})
 
 
-def test_unpool_rejects_dilation_with_flat_and_big_compact_windows():
-    y, idx = F.max_pool2d(torch.randn(1, 2, 8, 8), 2, return_indices=True)
-    with pytest.raises(ValueError, match="dilation only decodes compact"):
-        pydense.functional.max_unpool2d(y, idx, 2, dilation=2)
+def test_unpool_dilation_sets_default_size_and_rejects_big_compact_windows():
+    x = torch.randn(1, 2, 9, 8, dtype=torch.float64)
+    y, idx = F.max_pool2d(x, 3, 1, 1, dilation=2, return_indices=True)
+    _, _, compact = reference.max_pool2d_with_indices(x, (3, 3), (1, 1), (1, 1), (2, 2))
+    flat_up = pydense.functional.max_unpool2d(y, idx, 3, 1, 1, dilation=2, backend="cpu")
+    compact_up = pydense.functional.max_unpool2d(y, compact.to(torch.uint8), 3, 1, 1, dilation=2,
+                                                 backend="cpu")
+    assert flat_up.shape == (1, 2, 9, 8)
+    assert torch.equal(flat_up, reference.max_unpool2d(y, idx, (9, 8)))
+    assert torch.equal(compact_up, flat_up)
     with pytest.raises(ValueError, match="<= 256"):
         pydense.functional.max_unpool2d(y, idx.to(torch.uint8), 17, 2, output_size=(20, 20))
     with pytest.raises(TypeError, match="int64 .* or uint8"):

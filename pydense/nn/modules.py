@@ -47,7 +47,7 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
 
     Args:
         kernel_size, stride, padding: as in :class:`torch.nn.MaxUnpool2d` (the pool's).
-        dilation (int or (int, int)): the pool's dilation, to decode compact indices (keyword-only).
+        dilation (int or (int, int)): the pool's dilation (decodes compact indices; default size).
         backend (str): "auto", "triton", "cuda", "cpu" or "torch" (keyword-only).
         check_indices (bool, optional): see :func:`pydense.functional.max_unpool2d`.
 

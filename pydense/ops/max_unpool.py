@@ -69,9 +69,6 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size, di
     d = _pair(dilation, "dilation")
     if min(d) <= 0:
         raise ValueError(f"{OP}: dilation must be positive, got {d}")
-    if d != (1, 1) and indices.dtype != torch.uint8:
-        raise ValueError(f"{OP}: dilation only decodes compact (uint8) indices; int64 indices are "
-                         f"flat already, pass dilation=1 (got {d})")
     if indices.dtype == torch.uint8 and k[0] * k[1] > MAX_COMPACT_WINDOW:
         raise ValueError(f"{OP}: uint8 (compact) indices need kernel_size[0] * kernel_size[1] <= "
                          f"{MAX_COMPACT_WINDOW}, got kernel_size {k}")

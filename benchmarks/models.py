@@ -2,7 +2,7 @@
 
 For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 48x48 LR patches
 batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
-360x480 batch 4 when the model exists) it compares, side by side, in one run:
+360x480 batch 4, with int64 and with compact uint8 pooling indices: compare their peak memory) it compares, side by side, in one run:
 
 * "pydense": the model with ``backend="pydense"`` (fused pydense ops, ``op_backend="auto"``),
 * "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
@@ -45,8 +45,9 @@ def _cases(quick, device):
         cases.append(("edsr_baseline_x4", models.edsr_baseline, {"scale": 4}, (1, 3, 256, 256), ("infer",), "sr"))
         cases.append(("edsr_x4", models.edsr, {"scale": 4}, (1, 3, 256, 256), ("infer",), "sr"))
         cases.append(("dilation8", models.dilation8, {}, (1, 3, 900, 900), ("infer",), "seg"))
-        if hasattr(models, "segnet"):
-            cases.append(("segnet", models.segnet, {}, (4, 3, 360, 480), ("infer", "train"), "seg"))
+        cases.append(("segnet", models.segnet, {}, (4, 3, 360, 480), ("infer", "train"), "seg"))
+        cases.append(("segnet_compact", models.segnet, {"compact_indices": True}, (4, 3, 360, 480),
+                      ("infer", "train"), "seg"))
     else:  # CPU / CI smoke: small sizes
         cases.append(("edsr_baseline_x4", models.edsr_baseline, {"scale": 4}, (1, 3, 16, 16), ("infer", "train"), "sr"))
         cases.append(("context_basic", models.context_module, {"kind": "basic"}, (1, 21, 24, 24), ("infer", "train"), "seg"))
@@ -82,7 +83,9 @@ def run(quick, device, wanted=None, log=None):
             continue
         torch.manual_seed(0)
         fused = factory(**kwargs, backend="pydense").to(device)
-        eager = factory(**kwargs, backend="torch").to(device)
+        # the stock model has no compact indices: its peak memory is the int64-index baseline
+        eager = factory(**{k: v for k, v in kwargs.items() if k != "compact_indices"},
+                        backend="torch").to(device)
         eager.load_state_dict(fused.state_dict())
         for layout in layouts:
             fmt = common.LAYOUTS[layout]

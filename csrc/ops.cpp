@@ -8,11 +8,24 @@
 
 TORCH_LIBRARY(pydense, m) {
   // max_unpool2d: out[n, c, indices[n, c, i]] = input[n, c, i]; out must be (N, C, OH, OW).
+  // Indices are int64 (flat) or uint8 (compact window offsets kh * KW + kw, decoded with the
+  // window geometry kernel_size / stride / padding / dilation; see csrc/common/max_pool.h).
   m.def(
       "_max_unpool2d_fwd(Tensor input, Tensor indices, int[2] kernel_size, int[2] stride, "
-      "int[2] padding, bool gather, Tensor(a!) out) -> ()");
+      "int[2] padding, int[2] dilation, bool gather, Tensor(a!) out) -> ()");
   // grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]; grad_input has the indices' shape.
-  m.def("_max_unpool2d_bwd(Tensor grad_output, Tensor indices, Tensor(a!) grad_input) -> ()");
+  m.def(
+      "_max_unpool2d_bwd(Tensor grad_output, Tensor indices, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, Tensor(a!) grad_input) -> ()");
+  // max_pool2d with indices: out and indices are (N, C, OH, OW); indices int64 (flat ih * W + iw,
+  // ATen's) or uint8 (compact kh * KW + kw). Ties and NaN as ATen (csrc/common/max_pool.h).
+  m.def(
+      "_max_pool2d_fwd(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, Tensor(a!) out, Tensor(b!) indices) -> ()");
+  // The input gradient as a gather (deterministic); grad_input is (N, C, H, W).
+  m.def(
+      "_max_pool2d_bwd(Tensor grad_output, Tensor indices, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, Tensor(a!) grad_input) -> ()");
   // pixel_shuffle (upscale=True) / pixel_unshuffle (upscale=False) of a 4-D input into out.
   m.def("_pixel_shuffle(Tensor input, int factor, bool upscale, Tensor(a!) out) -> ()");
   // Bilinear upsampling from per-axis tables (idx/lam: (2, out), rng: (2, in); see

@@ -7,6 +7,7 @@ extension is not built).
 
 AUTO_BACKEND = {
     # Not yet measured on a GPU: Triton by default.
+    "max_pool2d": {"cuda": "triton", "cpu": "cpu"},
     "max_unpool2d": {"cuda": "triton", "cpu": "cpu"},
     "pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
     "pixel_unshuffle": {"cuda": "triton", "cpu": "cpu"},

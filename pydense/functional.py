@@ -6,17 +6,68 @@ Every function takes a keyword-only ``backend`` ("auto", "triton", "cuda", "cpu"
 from .ops import bilinear_deconv as _bilinear_deconv
 from .ops import conv as _conv
 from .ops import fcn_skip as _fcn_skip
+from .ops import max_pool as _max_pool
 from .ops import max_unpool as _max_unpool
 from .ops import pixel_shuffle as _pixel_shuffle
 from .ops import upsample_bilinear as _upsample_bilinear
 from .ops import upsample_concat as _upsample_concat
 
 __all__ = ["bilinear_deconv2d", "conv2d", "conv2d_fused", "conv2d_pixel_shuffle", "conv_transpose2d",
-           "interpolate", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+           "interpolate", "max_pool2d_with_indices", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            *, compact=False, backend="auto"):
+    r"""2-D max pooling that returns the values and the indices of the maxima (SegNet's encoder).
+
+    Values equal :func:`torch.nn.functional.max_pool2d` (``return_indices=True``), with ATen's rule
+    for ties and NaN: the taps of a window are scanned in row-major order and a tap becomes the
+    maximum iff it is greater than the running maximum or is NaN, so the first of equal maxima
+    wins and a window with NaN returns NaN (and the last NaN's index).
+
+    Indices:
+
+    * ``compact=False``: ATen's int64 flat indices ``ih * W + iw`` into the input plane;
+    * ``compact=True``: uint8 window-local offsets ``kh * KW + kw`` of the winning tap (SegNet's
+      "store only the indices": 8x less memory than int64). Needs ``KH * KW <= 256``. The tap's
+      input position is ``(oh * sH - pH + kh * dH, ow * sW - pW + kw * dW)``.
+
+    :func:`max_unpool2d` accepts either kind directly: an index tensor's dtype says which it is
+    (int64 = flat, uint8 = compact).
+
+    The backward is a deterministic gather over the input (no atomics; overlapping windows sum
+    their gradients in a fixed order) on the pydense backends.
+
+    Args:
+        input (Tensor): (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64; NCHW,
+            channels_last (kept in both outputs) or any strides.
+        kernel_size (int or (int, int)): the window.
+        stride (int or (int, int), optional): defaults to ``kernel_size``.
+        padding (int or (int, int)): implicit -inf padding, at most half the kernel. Default 0.
+        dilation (int or (int, int)): spacing of the taps. Default 1.
+        ceil_mode (bool): round the output size up, as Caffe (SegNet) does. Default False.
+        compact (bool): return uint8 window offsets instead of int64 flat indices (keyword-only).
+        backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
+
+    Returns:
+        (Tensor, Tensor): the pooled values (input's dtype) and the indices (int64 or uint8), both
+        (N, C, OH, OW) (or (C, OH, OW)).
+
+    Example::
+
+        >>> x = torch.randn(1, 64, 45, 60)
+        >>> y, idx = pydense.functional.max_pool2d_with_indices(x, 2, 2, ceil_mode=True, compact=True)
+        >>> y.shape, idx.dtype
+        (torch.Size([1, 64, 23, 30]), torch.uint8)
+        >>> pydense.functional.max_unpool2d(y, idx, 2, 2, output_size=x.shape[-2:]).shape
+        torch.Size([1, 64, 45, 60])
+    """
+    return _max_pool.pool(input, kernel_size, stride, padding, dilation, ceil_mode, compact=compact,
+                          backend=backend)
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
-                 backend="auto", check_indices=None):
+                 dilation=1, backend="auto", check_indices=None):
     r"""Partial inverse of ``max_pool2d``: put each value back where its index says, zeros elsewhere.
 
     Same arguments and result as :func:`torch.nn.functional.max_unpool2d`::
@@ -32,18 +83,30 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     The backward is a gather: ``grad_input[n, c, i] = grad_out[n, c, indices[n, c, i]]`` (every
     duplicate receives the gradient of the output it points at, as in PyTorch).
 
+    Two kinds of indices, told apart by their dtype:
+
+    * int64: flat indices into the OH x OW plane (``max_pool2d(..., return_indices=True)``);
+    * uint8: compact window offsets ``kh * KW + kw`` from
+      :func:`max_pool2d_with_indices` ``(..., compact=True)``. The kernels decode them with the
+      pooling window: pooled element (h, w) goes to ``(h * sH - pH + kh * dH, w * sW - pW + kw * dW)``,
+      so pass the pool's kernel_size, stride, padding (and ``dilation``). The result equals
+      unpooling the pool's int64 indices.
+
     Args:
         input (Tensor): (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64; NCHW,
             channels_last or any strides.
-        indices (Tensor): int64, the input's shape, e.g. from ``max_pool2d(..., return_indices=True)``.
+        indices (Tensor): the input's shape; int64 (flat, e.g. from ``max_pool2d(...,
+            return_indices=True)``) or uint8 (compact window offsets, see above).
         kernel_size (int or (int, int)): the pooling window.
         stride (int or (int, int), optional): defaults to ``kernel_size``.
         padding (int or (int, int)): the pooling padding. Default 0.
         output_size (sequence of int, optional): (H, W) or the full shape; must lie strictly within
             one stride of the default ``(in - 1) * stride - 2 * padding + kernel``.
+        dilation (int or (int, int)): the pool's dilation: decodes uint8 indices, and sets the
+            default output size (the pool's input size) for both kinds. Default 1 (keyword-only).
         backend (str): "auto" (default), "triton", "cuda", "cpu" or "torch".
         check_indices (bool, optional): raise ``IndexError`` for an index outside
-            ``[0, OH*OW)`` before any kernel writes. Default: on for CPU tensors; for CUDA tensors
+            ``[0, OH*OW)`` (a compact offset whose tap is outside the plane) before any kernel writes. Default: on for CPU tensors; for CUDA tensors
             only when ``PYDENSE_CHECK_INDICES=1`` (the check costs a host sync). Unchecked invalid
             indices are never used as an address: their values are dropped.
 
@@ -59,7 +122,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         torch.Size([2, 64, 90, 120])
     """
     return _max_unpool.unpool(input, indices, kernel_size, stride, padding, output_size,
-                              backend=backend, check_indices=check_indices)
+                              dilation=dilation, backend=backend, check_indices=check_indices)
 
 
 def pixel_shuffle(input, upscale_factor, *, backend="auto"):

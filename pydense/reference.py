@@ -146,3 +146,44 @@ def conv2d_pixel_shuffle(input, weight, bias=None, upscale_factor=1, padding=Non
     if padding is None:
         padding = (weight.shape[2] // 2, weight.shape[3] // 2)
     return pixel_shuffle(conv2d(input, weight, bias, padding=padding), upscale_factor)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+                            ceil_mode=False):
+    """(values, flat int64 indices, compact window offsets) of 2-D max pooling, from the
+    definition with ATen's rule, tap by tap: a window's in-bounds taps (ih, iw) = (oh*s - p + kh*d,
+    ow*s - p + kw*d) are scanned in row-major order from -inf; a tap becomes the maximum iff it is
+    greater or NaN; the index starts at the first in-bounds tap. Sizes as ATen (ceil_mode too)."""
+    (kh_, kw_), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    n, c, h, w = input.shape
+
+    def size(i, k, s, p, d):
+        o = (i + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+        return o - 1 if ceil_mode and (o - 1) * s >= i + p else o
+
+    oh, ow = size(h, kh_, sh, ph, dh), size(w, kw_, sw, pw, dw)
+    rows = torch.arange(oh).view(-1, 1) * sh - ph
+    cols = torch.arange(ow).view(1, -1) * sw - pw
+    best = torch.full((n, c, oh, ow), float("-inf"), dtype=input.dtype)
+    flat = torch.full((n, c, oh, ow), -1, dtype=torch.int64)
+    compact = torch.full((n, c, oh, ow), -1, dtype=torch.int64)
+    for kh in range(kh_):
+        for kw in range(kw_):
+            ih, iw = rows + kh * dh, cols + kw * dw
+            valid = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
+            v = input[:, :, ih.clamp(0, h - 1), iw.clamp(0, w - 1)]
+            first = valid & (flat < 0)  # the running index starts at the first in-bounds tap
+            upd = valid & ((v > best) | v.isnan())
+            take = first | upd
+            best = torch.where(upd, v, best)
+            flat = torch.where(take, ih * w + iw, flat)
+            compact = torch.where(take, torch.tensor(kh * kw_ + kw), compact)
+    return best, flat, compact
+
+
+def max_pool2d_backward(grad_output, flat_indices, input_hw):
+    """grad_input[n, c, i] = sum of grad_output[n, c, o] over outputs o whose flat index is i."""
+    n, c = grad_output.shape[:2]
+    gi = torch.zeros(n, c, input_hw[0] * input_hw[1], dtype=grad_output.dtype)
+    gi.scatter_add_(2, flat_indices.reshape(n, c, -1), grad_output.reshape(n, c, -1))
+    return gi.view(n, c, *input_hw)

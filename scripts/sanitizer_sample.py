@@ -2,7 +2,9 @@
 
 max_unpool2d: covers the gather path, the scatter fix-up (out-of-window and duplicate indices), the general
 scatter path, invalid indices with checks off (the device guard must drop them, never address
-them), channels_last and the backward, for each dtype. pixel_shuffle/unshuffle: factors 1-3,
+them), channels_last and the backward, for each dtype. max_pool2d_with_indices: int64 and compact
+indices, ceil_mode, overlapping padded and dilated windows, forward and backward, and unpooling of
+the compact offsets (invalid ones dropped). pixel_shuffle/unshuffle: factors 1-3,
 both layouts, non-contiguous input, forward and backward. interpolate (bilinear): up, down,
 align_corners, fractional scale factors, forward and backward. bilinear_deconv2d: factors 2, 8,
 32 with FCN's crops, forward and backward. conv2d (fused epilogue) and conv_transpose2d: dense,
@@ -38,6 +40,26 @@ def main():
                 y3, idx3 = F.max_pool2d(x, 3, 2, padding=1, return_indices=True)
                 pydense.functional.max_unpool2d(y3, idx3, 3, 2, 1, output_size=x.shape[-2:],
                                                 backend=backend, check_indices=False)
+                # max_pool2d_with_indices (int64 / compact uint8; SegNet 2x2 ceil, overlapping
+                # padded and dilated windows) and unpooling of compact offsets, forward and backward;
+                # an invalid compact offset with checks off must be dropped, never addressed.
+                for k, s_, p, d, ceil in ((2, 2, 0, 1, True), (3, 2, 1, 1, False), (3, 1, 1, 2, True)):
+                    for compact in (False, True):
+                        xp = x.detach().clone().requires_grad_()
+                        yp, ip = pydense.functional.max_pool2d_with_indices(
+                            xp, k, s_, p, d, ceil, compact=compact, backend=backend)
+                        yp.backward(torch.randn_like(yp))
+                        yu = yp.detach().requires_grad_()
+                        up = pydense.functional.max_unpool2d(yu, ip, k, s_, p, output_size=x.shape[-2:],
+                                                             dilation=d,
+                                                             backend=backend, check_indices=False)
+                        up.backward(torch.randn_like(up))
+                        if compact:
+                            bad_c = ip.clone(memory_format=torch.contiguous_format)
+                            bad_c.view(-1)[::5] = 255
+                            pydense.functional.max_unpool2d(yu.detach(), bad_c, k, s_, p,
+                                                            output_size=x.shape[-2:], dilation=d,
+                                                            backend=backend, check_indices=False)
                 for r in (1, 2, 3):
                     s = torch.randn(2, 9 * r * r, 7, 5, device="cuda", dtype=dtype).contiguous(
                         memory_format=fmt).requires_grad_()

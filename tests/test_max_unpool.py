@@ -173,6 +173,7 @@ def _case():
 BAD_INPUTS = {
     "int-input": (lambda y, i: (y.long(), i, 2, {}), TypeError, "input dtype"),
     "int32-indices": (lambda y, i: (y, i.int(), 2, {}), TypeError, "indices must be int64"),
+    "zero-dilation": (lambda y, i: (y, i.to(torch.uint8), 2, {"dilation": 0}), ValueError, "dilation must be positive"),
     "shape-mismatch": (lambda y, i: (y, i[..., :-1], 2, {}), ValueError, "indices must have the input's shape"),
     "2d-input": (lambda y, i: (y[0, 0], i[0, 0], 2, {}), ValueError, "input must be 3-D"),
     "zero-kernel": (lambda y, i: (y, i, 0, {}), ValueError, "kernel_size must be positive"),
@@ -211,7 +212,7 @@ def test_out_of_range_indices_raise(device, backend, bad):
         pydense.functional.max_unpool2d(y, idx, 2, backend=backend, check_indices=True)
     grad = torch.ones(2 * 8 * 8, device=device).view(1, 2, 8, 8)
     with pytest.raises(IndexError, match=r"indices must lie in \[0, 64\)"):
-        ops.max_unpool2d_backward(grad, idx, backend, True)
+        ops.max_unpool2d_backward(grad, idx, [2, 2], [2, 2], [0, 0], [1, 1], backend, True)
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id.split("-")[1] in ("triton", "cuda")])
@@ -226,7 +227,8 @@ def test_unchecked_invalid_indices_are_dropped(device, backend):
     expected = reference.max_unpool2d(torch.where(keep, y, 0).double(), torch.where(keep, bad, idx), out_hw)
     assert torch.equal(out.double().cpu(), expected)
     grad = torch.randn(1, 2, 8, 8, dtype=torch.float32)
-    gi = ops.max_unpool2d_backward(grad.to(device), bad.to(device), backend, False)
+    gi = ops.max_unpool2d_backward(grad.to(device), bad.to(device), [2, 2], [2, 2], [0, 0], [1, 1],
+                                   backend, False)
     expected_grad = torch.where(keep, reference.max_unpool2d_backward(grad, bad.clamp(0, 63)), 0)
     assert torch.equal(gi.cpu(), expected_grad)
 
@@ -237,11 +239,11 @@ def test_cpu_kernel_checks_indices_itself():
     idx[0, 0, 1, 1] = 2**32 + 3
     out = torch.empty(1, 2, 8, 8)
     with pytest.raises(IndexError, match=r"indices must lie in \[0, 64\).*found 4294967299"):
-        torch.ops.pydense._max_unpool2d_fwd(y, idx, [2, 2], [2, 2], [0, 0], True, out)
+        torch.ops.pydense._max_unpool2d_fwd(y, idx, [2, 2], [2, 2], [0, 0], [1, 1], True, out)
     with pytest.raises(IndexError, match=r"indices must lie in \[0, 64\)"):
-        torch.ops.pydense._max_unpool2d_bwd(out, idx, torch.empty_like(y))
+        torch.ops.pydense._max_unpool2d_bwd(out, idx, [2, 2], [2, 2], [0, 0], [1, 1], torch.empty_like(y))
     with pytest.raises(RuntimeError, match="indices must be int64"):
-        torch.ops.pydense._max_unpool2d_fwd(y, idx.int(), [2, 2], [2, 2], [0, 0], True, out)
+        torch.ops.pydense._max_unpool2d_fwd(y, idx.int(), [2, 2], [2, 2], [0, 0], [1, 1], True, out)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
@@ -277,9 +279,10 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error():
 def test_opcheck(device, backend, lay):
     y, idx, out_hw = pooled_case(CONFIGS["segnet-ceil"], seed=9)
     y, idx = to(y, device, torch.float32, lay).requires_grad_(), to(idx, device, lay=lay)
-    torch.library.opcheck(ops.max_unpool2d, (y, idx, list(out_hw), [2, 2], [2, 2], [0, 0], backend, True))
+    torch.library.opcheck(ops.max_unpool2d, (y, idx, list(out_hw), [2, 2], [2, 2], [0, 0], [1, 1], backend,
+                                          True))
     g = torch.randn(2, 3, *out_hw, device=device)
-    torch.library.opcheck(ops.max_unpool2d_backward, (g, idx, backend, True))
+    torch.library.opcheck(ops.max_unpool2d_backward, (g, idx, [2, 2], [2, 2], [0, 0], [1, 1], backend, True))
 
 
 class PoolUnpool(torch.nn.Module):

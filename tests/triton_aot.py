@@ -9,7 +9,7 @@ target it runs ``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)
 ``ptxas -v`` on the PTX for registers and spills. Prints one JSON row per compile.
 
 Signature convention: ``*_ptr`` arguments are data pointers of the tested dtype, except those in
-POINTER_TYPES (indices, workspaces, tables); every other runtime argument is an i32 scalar
+POINTER_TYPES (indices, workspaces, tables; ``idx_ptr`` is uint8 where the row sets COMPACT); every other runtime argument is an i32 scalar
 (shapes and strides below 2^31).
 """
 import argparse
@@ -27,13 +27,15 @@ POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32",
 SCALAR_TYPES = {"scale": "fp32"}
 
 
-def signature(fn, dtype):
+def signature(fn, dtype, constexprs=None):
     sig = {}
     for p in fn.params:
         if p.is_constexpr:
             sig[p.name] = "constexpr"
         elif p.name.endswith("_ptr"):
             kind = POINTER_TYPES.get(p.name, "*" + dtype)
+            if p.name == "idx_ptr" and (constexprs or {}).get("COMPACT"):
+                kind = "*u8"  # compact (window-local) indices
             sig[p.name] = ("*fp64" if dtype == "fp64" else "*fp32") if kind == "acc" else kind
         else:
             sig[p.name] = SCALAR_TYPES.get(p.name, "i32")
@@ -81,7 +83,7 @@ def main():
         if isinstance(fn, Autotuner):  # compile the kernel itself, config by config
             fn = fn.fn
         for dtype in only or args.dtypes.split(","):
-            sig = signature(fn, dtype)
+            sig = signature(fn, dtype, constexprs)
             key = (name, tuple(sorted(constexprs.items())), tuple(sig.values()),
                    tuple(sorted(options.items())))
             if key in seen:  # kernels without data pointers compile once

@@ -6,6 +6,8 @@
 // outside its window, or out of range) are redone by the sequential scatter, which raises for an
 // out-of-range index. Loop order follows the output's memory format: plane by plane for NCHW,
 // channels innermost for channels_last. Indices are always checked here, whatever the caller asked.
+// Indices are int64 (flat) or uint8 (compact window offsets, decoded by target_of in
+// csrc/common/max_pool.h: a valid compact index always lies in its own window).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -18,6 +20,7 @@
 #include <memory>
 #include <vector>
 
+#include "../common/max_pool.h"
 #include "../common/max_unpool.h"
 #include "../common/max_unpool_checks.h"
 
@@ -30,6 +33,15 @@ namespace {
   TORCH_CHECK_INDEX(false, "max_unpool2d: indices must lie in [0, ", oh * ow, ") (output plane ", oh,
                     "x", ow, "); found ", t, " at indices[", n, ", ", c, ", ", h, ", ", w, "]");
 }
+
+[[noreturn]] void bad_index(uint8_t k, int64_t oh, int64_t ow, int64_t n, int64_t c, int64_t h,
+                            int64_t w) {
+  TORCH_CHECK_INDEX(false, "max_unpool2d: compact indices must be window offsets whose tap lies in the ",
+                    oh, "x", ow, " output plane; found ", int(k), " at indices[", n, ", ", c, ", ", h,
+                    ", ", w, "]");
+}
+
+using Compact = CompactGeometry<int64_t>;
 
 // v if keep else +0.0, without a branch (a data-dependent branch here mispredicts on 1 in k*k
 // elements and the compiler turns a ?: select back into one).
@@ -60,24 +72,24 @@ std::vector<int64_t> owners(int64_t out_size, int64_t stride, int64_t pad, int64
 // Gather of output row (n, oh) of channels [c0, c1); adds the hits of channel c to hits[c - c0].
 // Output columns [0, ow_valid) have an owner (iw_of[ow] >= 0), the rest are zero. The input value
 // is loaded unconditionally and masked (keep_if).
-template <typename scalar_t>
-void gather_row(const scalar_t* x, const int64_t* idx, scalar_t* out, const Geometry& g, int64_t n,
-                int64_t oh, int64_t ih, const int64_t* iw_of, int64_t ow_valid, int64_t c0,
-                int64_t c1, int64_t* hits) {
+template <typename scalar_t, typename idx_t>
+void gather_row(const scalar_t* x, const idx_t* idx, scalar_t* out, const Geometry& g,
+                const Compact& cg, int64_t n, int64_t oh, int64_t ih, const int64_t* iw_of,
+                int64_t ow_valid, int64_t c0, int64_t c1, int64_t* hits) {
   scalar_t* orow = out + n * g.os[0] + oh * g.os[2];
   const int64_t os1 = g.os[1], os3 = g.os[3], is1 = g.is[1], is3 = g.is[3];
   const int64_t xs1 = g.xs[1], xs3 = g.xs[3];
   if (ih < 0) ow_valid = 0;
-  const int64_t* irow = idx + n * g.is[0] + (ih < 0 ? 0 : ih) * g.is[2];
+  const idx_t* irow = idx + n * g.is[0] + (ih < 0 ? 0 : ih) * g.is[2];
   const scalar_t* xrow = x + n * g.xs[0] + (ih < 0 ? 0 : ih) * g.xs[2];
   const int64_t base = oh * g.OW;
   if (os1 == 1) {  // channels_last: channels innermost
     for (int64_t ow = 0; ow < ow_valid; ++ow) {
-      const int64_t* ip = irow + iw_of[ow] * is3;
+      const idx_t* ip = irow + iw_of[ow] * is3;
       const scalar_t* xp = xrow + iw_of[ow] * xs3;
       scalar_t* o = orow + ow * os3;
       for (int64_t c = c0; c < c1; ++c) {
-        const bool hit = ip[c * is1] == base + ow;
+        const bool hit = target_of(ip[c * is1], ih, iw_of[ow], cg) == base + ow;
         o[c] = keep_if(hit, xp[c * xs1]);
         hits[c - c0] += hit;
       }
@@ -87,13 +99,13 @@ void gather_row(const scalar_t* x, const int64_t* idx, scalar_t* out, const Geom
     return;
   }
   for (int64_t c = c0; c < c1; ++c) {
-    const int64_t* ip = irow + c * is1;
+    const idx_t* ip = irow + c * is1;
     const scalar_t* xp = xrow + c * xs1;
     scalar_t* o = orow + c * os1;
     int64_t h = 0;
     for (int64_t ow = 0; ow < ow_valid; ++ow) {
       const int64_t iw = iw_of[ow];
-      const bool hit = ip[iw * is3] == base + ow;
+      const bool hit = target_of(ip[iw * is3], ih, iw, cg) == base + ow;
       o[ow * os3] = keep_if(hit, xp[iw * xs3]);
       h += hit;
     }
@@ -103,9 +115,9 @@ void gather_row(const scalar_t* x, const int64_t* idx, scalar_t* out, const Geom
 }
 
 // Scatter of plane (n, c) in the input plane's row-major order: the later element wins.
-template <typename scalar_t>
-void scatter_plane(const scalar_t* x, const int64_t* idx, scalar_t* out, const Geometry& g,
-                   int64_t n, int64_t c, bool zero_first) {
+template <typename scalar_t, typename idx_t>
+void scatter_plane(const scalar_t* x, const idx_t* idx, scalar_t* out, const Geometry& g,
+                   const Compact& cg, int64_t n, int64_t c, bool zero_first) {
   scalar_t* o = out + n * g.os[0] + c * g.os[1];
   if (zero_first)
     for (int64_t oh = 0; oh < g.OH; ++oh)
@@ -113,8 +125,9 @@ void scatter_plane(const scalar_t* x, const int64_t* idx, scalar_t* out, const G
   const int64_t plane = g.OH * g.OW;
   for (int64_t ih = 0; ih < g.H; ++ih) {
     for (int64_t iw = 0; iw < g.W; ++iw) {
-      const int64_t t = idx[offset4(n, c, ih, iw, g.is)];
-      if (!valid_target(t, plane)) bad_index(t, g.OH, g.OW, n, c, ih, iw);
+      const idx_t raw = idx[offset4(n, c, ih, iw, g.is)];
+      const int64_t t = target_of(raw, ih, iw, cg);
+      if (!valid_target(t, plane)) bad_index(raw, g.OH, g.OW, n, c, ih, iw);
       o[plane_offset(t, g.OW, g.os[2], g.os[3])] = x[offset4(n, c, ih, iw, g.xs)];
     }
   }
@@ -130,81 +143,97 @@ Geometry geometry(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& 
   return g;
 }
 
+Compact compact_geometry(at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
+                         at::IntArrayRef d, int64_t out_h, int64_t out_w) {
+  return {k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out_h, out_w};
+}
+
+template <typename scalar_t, typename idx_t>
+void forward_impl(const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef stride,
+                  at::IntArrayRef padding, bool gather, const at::Tensor& out, const Geometry& g,
+                  const Compact& cg) {
+  const int64_t planes = g.N * g.C;
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  const idx_t* idx = indices.const_data_ptr<idx_t>();
+  scalar_t* o = out.mutable_data_ptr<scalar_t>();
+  if (!gather) {
+    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) scatter_plane(x, idx, o, g, cg, nc / g.C, nc % g.C, true);
+    });
+    return;
+  }
+  const std::vector<int64_t> iw_of = owners(g.OW, stride[1], padding[1], g.W);
+  // owners are non-decreasing in ow: the columns with one form a prefix
+  const int64_t ow_valid = std::find(iw_of.begin(), iw_of.end(), int64_t(-1)) - iw_of.begin();
+  std::unique_ptr<std::atomic<int64_t>[]> hits(new std::atomic<int64_t>[planes]);
+  for (int64_t i = 0; i < planes; ++i) hits[i].store(0, std::memory_order_relaxed);
+  if (g.os[1] == 1) {  // channels_last: rows (n, oh) in parallel, all channels per row
+    at::parallel_for(0, g.N * g.OH, 1, [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> local(g.C);
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t n = r / g.OH, oh = r % g.OH;
+        std::fill(local.begin(), local.end(), 0);
+        gather_row(x, idx, o, g, cg, n, oh, window_owner(oh, stride[0], padding[0], g.H),
+                   iw_of.data(), ow_valid, 0, g.C, local.data());
+        for (int64_t c = 0; c < g.C; ++c)
+          hits[n * g.C + c].fetch_add(local[c], std::memory_order_relaxed);
+      }
+    });
+  } else {  // planes in parallel
+    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) {
+        const int64_t n = nc / g.C, c = nc % g.C;
+        int64_t h = 0;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          gather_row(x, idx, o, g, cg, n, oh, window_owner(oh, stride[0], padding[0], g.H),
+                     iw_of.data(), ow_valid, c, c + 1, &h);
+        hits[nc].store(h, std::memory_order_relaxed);
+      }
+    });
+  }
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc)
+      if (hits[nc].load(std::memory_order_relaxed) != g.H * g.W)
+        scatter_plane(x, idx, o, g, cg, nc / g.C, nc % g.C, true);
+  });
+}
+
 void forward_cpu(const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef kernel_size,
-                 at::IntArrayRef stride, at::IntArrayRef padding, bool gather, const at::Tensor& out) {
-  check_forward_args(input, indices, kernel_size, stride, padding, out);
+                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                 bool gather, const at::Tensor& out) {
+  check_forward_args(input, indices, kernel_size, stride, padding, dilation, out);
   const Geometry g = geometry(input, indices, out);
+  const Compact cg = compact_geometry(kernel_size, stride, padding, dilation, g.OH, g.OW);
   TORCH_CHECK(!gather || gather_ok(g.H, g.W, g.OH, g.OW, kernel_size[0], kernel_size[1], stride[0],
                                    stride[1], padding[0], padding[1]),
               "max_unpool2d: gather=True needs kernel_size == stride and windows that meet the output");
   if (out.numel() == 0) return;
-  const int64_t planes = g.N * g.C;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "max_unpool2d_cpu", [&] {
-    const scalar_t* x = input.const_data_ptr<scalar_t>();
-    const int64_t* idx = indices.const_data_ptr<int64_t>();
-    scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    if (!gather) {
-      at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t nc = begin; nc < end; ++nc) scatter_plane(x, idx, o, g, nc / g.C, nc % g.C, true);
-      });
-      return;
-    }
-    const std::vector<int64_t> iw_of = owners(g.OW, stride[1], padding[1], g.W);
-    // owners are non-decreasing in ow: the columns with one form a prefix
-    const int64_t ow_valid = std::find(iw_of.begin(), iw_of.end(), int64_t(-1)) - iw_of.begin();
-    std::unique_ptr<std::atomic<int64_t>[]> hits(new std::atomic<int64_t>[planes]);
-    for (int64_t i = 0; i < planes; ++i) hits[i].store(0, std::memory_order_relaxed);
-    if (g.os[1] == 1) {  // channels_last: rows (n, oh) in parallel, all channels per row
-      at::parallel_for(0, g.N * g.OH, 1, [&](int64_t begin, int64_t end) {
-        std::vector<int64_t> local(g.C);
-        for (int64_t r = begin; r < end; ++r) {
-          const int64_t n = r / g.OH, oh = r % g.OH;
-          std::fill(local.begin(), local.end(), 0);
-          gather_row(x, idx, o, g, n, oh, window_owner(oh, stride[0], padding[0], g.H),
-                     iw_of.data(), ow_valid, 0, g.C, local.data());
-          for (int64_t c = 0; c < g.C; ++c)
-            hits[n * g.C + c].fetch_add(local[c], std::memory_order_relaxed);
-        }
-      });
-    } else {  // planes in parallel
-      at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t nc = begin; nc < end; ++nc) {
-          const int64_t n = nc / g.C, c = nc % g.C;
-          int64_t h = 0;
-          for (int64_t oh = 0; oh < g.OH; ++oh)
-            gather_row(x, idx, o, g, n, oh, window_owner(oh, stride[0], padding[0], g.H),
-                       iw_of.data(), ow_valid, c, c + 1, &h);
-          hits[nc].store(h, std::memory_order_relaxed);
-        }
-      });
-    }
-    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t nc = begin; nc < end; ++nc)
-        if (hits[nc].load(std::memory_order_relaxed) != g.H * g.W)
-          scatter_plane(x, idx, o, g, nc / g.C, nc % g.C, true);
-    });
+    if (indices.scalar_type() == at::kByte)
+      forward_impl<scalar_t, uint8_t>(input, indices, stride, padding, gather, out, g, cg);
+    else
+      forward_impl<scalar_t, int64_t>(input, indices, stride, padding, gather, out, g, cg);
   });
 }
 
-void backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
-                  const at::Tensor& grad_input) {
-  check_backward_args(grad_output, indices, grad_input);
-  const Geometry g = geometry(grad_input, indices, grad_output);  // xs: grad_input, os: grad_output
+template <typename scalar_t, typename idx_t>
+void backward_impl(const at::Tensor& grad_output, const at::Tensor& indices,
+                   const at::Tensor& grad_input, const Geometry& g, const Compact& cg) {
   const int64_t plane = g.OH * g.OW;
-  if (grad_input.numel() == 0) return;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "max_unpool2d_backward_cpu", [&] {
+  {
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const int64_t* idx = indices.const_data_ptr<int64_t>();
+    const idx_t* idx = indices.const_data_ptr<idx_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     // One input row (n, c, ih): gather grad_output at each index, with row pointers hoisted.
     const auto row = [&](int64_t n, int64_t c, int64_t ih) {
-      const int64_t* ir = idx + n * g.is[0] + c * g.is[1] + ih * g.is[2];
+      const idx_t* ir = idx + n * g.is[0] + c * g.is[1] + ih * g.is[2];
       scalar_t* gr = gi + n * g.xs[0] + c * g.xs[1] + ih * g.xs[2];
       const scalar_t* gop = go + n * g.os[0] + c * g.os[1];
       const int64_t is3 = g.is[3], xs3 = g.xs[3], os2 = g.os[2], os3 = g.os[3], OW = g.OW;
       for (int64_t iw = 0; iw < g.W; ++iw) {
-        const int64_t t = ir[iw * is3];
-        if (!valid_target(t, plane)) bad_index(t, g.OH, OW, n, c, ih, iw);
+        const idx_t raw = ir[iw * is3];
+        const int64_t t = target_of(raw, ih, iw, cg);
+        if (!valid_target(t, plane)) bad_index(raw, g.OH, OW, n, c, ih, iw);
         gr[iw * xs3] = gop[plane_offset(t, OW, os2, os3)];
       }
     };
@@ -219,6 +248,21 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
           for (int64_t ih = 0; ih < g.H; ++ih) row(nc / g.C, nc % g.C, ih);
       });
     }
+  }
+}
+
+void backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
+                  at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                  at::IntArrayRef dilation, const at::Tensor& grad_input) {
+  check_backward_args(grad_output, indices, kernel_size, stride, padding, dilation, grad_input);
+  const Geometry g = geometry(grad_input, indices, grad_output);  // xs: grad_input, os: grad_output
+  if (grad_input.numel() == 0) return;
+  const Compact cg = compact_geometry(kernel_size, stride, padding, dilation, g.OH, g.OW);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "max_unpool2d_backward_cpu", [&] {
+    if (indices.scalar_type() == at::kByte)
+      backward_impl<scalar_t, uint8_t>(grad_output, indices, grad_input, g, cg);
+    else
+      backward_impl<scalar_t, int64_t>(grad_output, indices, grad_input, g, cg);
   });
 }
 

@@ -5,11 +5,49 @@ import torch
 from .. import functional
 
 
+class MaxPool2d(torch.nn.MaxPool2d):
+    """Drop-in :class:`torch.nn.MaxPool2d` computed by
+    :func:`pydense.functional.max_pool2d_with_indices`.
+
+    Args:
+        kernel_size, stride, padding, dilation, return_indices, ceil_mode: as in
+            :class:`torch.nn.MaxPool2d`.
+        compact (bool): return uint8 window offsets instead of int64 flat indices (keyword-only).
+        backend (str): "auto", "triton", "cuda", "cpu" or "torch" (keyword-only).
+
+    Example::
+
+        >>> pool = pydense.nn.MaxPool2d(2, 2, return_indices=True, ceil_mode=True, compact=True)
+        >>> y, idx = pool(torch.randn(1, 64, 45, 60))
+        >>> idx.dtype, idx.shape
+        (torch.uint8, torch.Size([1, 64, 23, 30]))
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False, *, compact=False, backend="auto"):
+        super().__init__(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
+        self.compact = compact
+        self.backend = backend
+
+    def forward(self, input):
+        out, idx = functional.max_pool2d_with_indices(
+            input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+            compact=self.compact, backend=self.backend)
+        return (out, idx) if self.return_indices else out
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, compact={self.compact}, backend={self.backend!r}"
+
+
 class MaxUnpool2d(torch.nn.MaxUnpool2d):
     """Drop-in :class:`torch.nn.MaxUnpool2d` computed by :func:`pydense.functional.max_unpool2d`.
 
+    Accepts int64 flat indices and uint8 compact window offsets (from ``MaxPool2d(...,
+    compact=True)``); the indices' dtype says which.
+
     Args:
-        kernel_size, stride, padding: as in :class:`torch.nn.MaxUnpool2d`.
+        kernel_size, stride, padding: as in :class:`torch.nn.MaxUnpool2d` (the pool's).
+        dilation (int or (int, int)): the pool's dilation (decodes compact indices; default size).
         backend (str): "auto", "triton", "cuda", "cpu" or "torch" (keyword-only).
         check_indices (bool, optional): see :func:`pydense.functional.max_unpool2d`.
 
@@ -23,14 +61,16 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
         torch.Size([1, 16, 8, 8])
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, *, backend="auto", check_indices=None):
+    def __init__(self, kernel_size, stride=None, padding=0, *, dilation=1, backend="auto",
+                 check_indices=None):
         super().__init__(kernel_size, stride, padding)
+        self.dilation = dilation
         self.backend = backend
         self.check_indices = check_indices
 
     def forward(self, input, indices, output_size=None):
         return functional.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
-                                       output_size, backend=self.backend,
+                                       output_size, dilation=self.dilation, backend=self.backend,
                                        check_indices=self.check_indices)
 
     def extra_repr(self):

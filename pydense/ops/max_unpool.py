@@ -5,6 +5,11 @@ registered here). Their implementations allocate the output in the input's memor
 it to the chosen backend: the Triton kernels (``pydense.kernels.max_unpool``), the compiled C++
 kernels (``torch.ops.pydense._max_unpool2d_fwd``/``_bwd``, csrc/cpu and csrc/cuda) or the stock
 PyTorch op. Argument validation happens in :func:`normalize_args`, before any kernel runs.
+
+Indices are int64 flat indices (``max_pool2d(..., return_indices=True)``) or uint8 compact window
+offsets ``kh * KW + kw`` (``pydense.functional.max_pool2d_with_indices(..., compact=True)``): the
+dtype says which. Compact indices are decoded with the pooling window (kernel_size, stride,
+padding, dilation) by the kernels themselves; the "torch" backend decodes them to flat indices.
 """
 import os
 from typing import Sequence
@@ -14,6 +19,7 @@ import torch.nn.functional as F
 
 from .. import _backend
 from ._common import check_float_input, empty_output, out_memory_format
+from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat
 
 OP = "max_unpool2d"
 
@@ -27,8 +33,8 @@ def _pair(value, name):
     raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
 
 
-def normalize_args(input, indices, kernel_size, stride, padding, output_size):
-    """Check every argument; return (kernel, stride, padding, (OH, OW)) as int pairs.
+def normalize_args(input, indices, kernel_size, stride, padding, output_size, dilation=1):
+    """Check every argument; return (kernel, stride, padding, (OH, OW), dilation) as int pairs.
 
     Raises TypeError/ValueError naming the argument and the expected value.
     """
@@ -40,9 +46,11 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size):
         raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
                          f"{tuple(input.shape)}")
     check_float_input(input, OP)
-    if indices.dtype != torch.int64:
-        raise TypeError(f"{OP}: indices must be int64 (as returned by max_pool2d with "
-                        f"return_indices=True), got {indices.dtype}")
+    if indices.dtype not in (torch.int64, torch.uint8):
+        raise TypeError(f"{OP}: indices must be int64 (flat, as returned by max_pool2d with "
+                        f"return_indices=True) or uint8 (compact window offsets, from "
+                        f"pydense.functional.max_pool2d_with_indices(..., compact=True)), got "
+                        f"{indices.dtype}")
     if indices.shape != input.shape:
         raise ValueError(f"{OP}: indices must have the input's shape {tuple(input.shape)}, got "
                          f"{tuple(indices.shape)}")
@@ -58,8 +66,15 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size):
         raise ValueError(f"{OP}: stride must be positive, got {s}")
     if min(p) < 0:
         raise ValueError(f"{OP}: padding must be non-negative, got {p}")
+    d = _pair(dilation, "dilation")
+    if min(d) <= 0:
+        raise ValueError(f"{OP}: dilation must be positive, got {d}")
+    if indices.dtype == torch.uint8 and k[0] * k[1] > MAX_COMPACT_WINDOW:
+        raise ValueError(f"{OP}: uint8 (compact) indices need kernel_size[0] * kernel_size[1] <= "
+                         f"{MAX_COMPACT_WINDOW}, got kernel_size {k}")
     in_hw = tuple(input.shape[-2:])
-    default = tuple((in_hw[d] - 1) * s[d] - 2 * p[d] + k[d] for d in range(2))
+    # the pool's input size (dilated window: d * (k - 1) + 1 taps wide)
+    default = tuple((in_hw[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + 1 for i in range(2))
     if output_size is None:
         out_hw = default
     else:
@@ -74,9 +89,9 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size):
             raise ValueError(f"{OP}: output_size must have 2 elements (H, W) or {input.dim()}, got "
                              f"{len(output_size)}")
         out_hw = tuple(output_size)
-        for d in range(2):
-            lo, hi = default[d] - s[d], default[d] + s[d]
-            if not lo < out_hw[d] < hi:
+        for i in range(2):
+            lo, hi = default[i] - s[i], default[i] + s[i]
+            if not lo < out_hw[i] < hi:
                 raise ValueError(
                     f"{OP}: output_size must lie strictly between {tuple(x - y for x, y in zip(default, s))} "
                     f"and {tuple(x + y for x, y in zip(default, s))} (the default size {default} -/+ "
@@ -84,7 +99,7 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size):
     if min(out_hw) <= 0:
         raise ValueError(f"{OP}: the output size must be positive, got {out_hw} (input {in_hw}, "
                          f"kernel_size {k}, stride {s}, padding {p})")
-    return k, s, p, out_hw
+    return k, s, p, out_hw, d
 
 
 def gather_ok(in_hw, out_hw, k, s, p):
@@ -98,9 +113,19 @@ def default_check_indices(device):
     return device.type == "cpu" or os.environ.get("PYDENSE_CHECK_INDICES", "0") == "1"
 
 
-def check_index_range(indices, out_hw, name="indices"):
-    """Raise IndexError unless every index lies in [0, OH*OW) (int64 compare: no truncation)."""
+def check_index_range(indices, out_hw, name="indices", window=None):
+    """Raise IndexError unless every index lies in [0, OH*OW) (int64 compare: no truncation);
+    compact (uint8) indices: unless every offset names a tap inside the plane (``window`` =
+    (kernel, stride, padding, dilation))."""
     if indices.numel() == 0:
+        return
+    if indices.dtype == torch.uint8:
+        _, valid = compact_to_flat(indices, *window, out_hw)
+        if not bool(valid.all()):
+            pos = tuple(int(v) for v in (~valid).nonzero()[0])
+            raise IndexError(f"{OP}: compact {name} must be window offsets kh * KW + kw below "
+                             f"{window[0][0] * window[0][1]} whose tap lies in the {out_hw[0]}x"
+                             f"{out_hw[1]} output plane; found {int(indices[pos])} at {name}{list(pos)}")
         return
     plane = out_hw[0] * out_hw[1]
     lo, hi = (int(v) for v in torch.aminmax(indices))
@@ -118,84 +143,101 @@ def _empty_out(input, out_hw):
 @torch.library.custom_op("pydense::max_unpool2d", mutates_args=())
 def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, output_size: Sequence[int],
                  kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-                 backend: str, check_indices: bool) -> torch.Tensor:
-    """4-D max_unpool2d with normalized arguments and a concrete backend (see functional)."""
+                 dilation: Sequence[int], backend: str, check_indices: bool) -> torch.Tensor:
+    """4-D max_unpool2d with normalized arguments and a concrete backend (see functional).
+    ``dilation`` only decodes compact (uint8) indices."""
     out_hw = tuple(output_size)
+    window = (tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
     if check_indices and backend != "cpu":  # the C++ CPU kernels check every index themselves
-        check_index_range(indices, out_hw)
+        check_index_range(indices, out_hw, window=window)
     if backend == "torch":
-        return F.max_unpool2d(input, indices, kernel_size, stride, padding, out_hw).contiguous(
+        if indices.dtype == torch.uint8:
+            indices, _ = compact_to_flat(indices, *window, out_hw)
+        # flat indices need no window: it only sets the size check (dilated extent)
+        extent = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation)]
+        return F.max_unpool2d(input, indices, extent, stride, padding, out_hw).contiguous(
             memory_format=out_memory_format(input))
     out = _empty_out(input, out_hw)
-    gather = gather_ok(tuple(input.shape[-2:]), out_hw, kernel_size, stride, padding)
+    gather = gather_ok(tuple(input.shape[-2:]), out_hw, kernel_size, stride, padding) and (
+        tuple(dilation) == (1, 1))
     if backend == "triton":
         from ..kernels import max_unpool as kernels
 
-        kernels.forward(input, indices, out, tuple(kernel_size), tuple(stride), tuple(padding), gather)
+        kernels.forward(input, indices, out, *window[:3], gather, window[3])
     else:
-        torch.ops.pydense._max_unpool2d_fwd(input, indices, kernel_size, stride, padding, gather, out)
+        torch.ops.pydense._max_unpool2d_fwd(input, indices, kernel_size, stride, padding, dilation,
+                                            gather, out)
     return out
 
 
 @max_unpool2d.register_fake
-def _(input, indices, output_size, kernel_size, stride, padding, backend, check_indices):
+def _(input, indices, output_size, kernel_size, stride, padding, dilation, backend, check_indices):
     return _empty_out(input, tuple(output_size))
 
 
 @torch.library.custom_op("pydense::max_unpool2d_backward", mutates_args=())
-def max_unpool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor, backend: str,
-                          check_indices: bool) -> torch.Tensor:
-    """grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]] (a gather; 4-D)."""
+def max_unpool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor,
+                          kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                          dilation: Sequence[int], backend: str, check_indices: bool) -> torch.Tensor:
+    """grad_input[n, c, i] = grad_output[n, c, target(indices[n, c, i])] (a gather; 4-D); the
+    window geometry only decodes compact (uint8) indices."""
     out_hw = tuple(grad_output.shape[-2:])
+    window = (tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
     if check_indices and backend != "cpu":
-        check_index_range(indices, out_hw)
+        check_index_range(indices, out_hw, window=window)
     if backend == "torch":
         n, c = indices.shape[:2]
-        g = grad_output.reshape(n, c, -1).gather(2, indices.reshape(n, c, -1))
+        flat = indices
+        if indices.dtype == torch.uint8:
+            flat, _ = compact_to_flat(indices, *window, out_hw)
+        g = grad_output.reshape(n, c, -1).gather(2, flat.reshape(n, c, -1))
         return g.view(indices.shape).contiguous(memory_format=out_memory_format(indices))
     grad_input = torch.empty(indices.shape, dtype=grad_output.dtype, device=grad_output.device,
                              memory_format=out_memory_format(indices))
     if backend == "triton":
         from ..kernels import max_unpool as kernels
 
-        kernels.backward(grad_output, indices, grad_input)
+        kernels.backward(grad_output, indices, grad_input, *window)
     else:
-        torch.ops.pydense._max_unpool2d_bwd(grad_output, indices, grad_input)
+        torch.ops.pydense._max_unpool2d_bwd(grad_output, indices, kernel_size, stride, padding,
+                                            dilation, grad_input)
     return grad_input
 
 
 @max_unpool2d_backward.register_fake
-def _(grad_output, indices, backend, check_indices):
+def _(grad_output, indices, kernel_size, stride, padding, dilation, backend, check_indices):
     return torch.empty(indices.shape, dtype=grad_output.dtype, device=grad_output.device,
                        memory_format=out_memory_format(indices))
 
 
 def _setup_context(ctx, inputs, output):
-    _, indices, _, _, _, _, backend, check_indices = inputs
+    _, indices, _, kernel_size, stride, padding, dilation, backend, check_indices = inputs
     ctx.save_for_backward(indices)
+    ctx.window = (list(kernel_size), list(stride), list(padding), list(dilation))
     ctx.backend = backend
     ctx.check_indices = check_indices
 
 
 def _backward(ctx, grad):
     (indices,) = ctx.saved_tensors
-    grad_input = max_unpool2d_backward(grad, indices, ctx.backend, ctx.check_indices)
-    return grad_input, None, None, None, None, None, None, None
+    grad_input = max_unpool2d_backward(grad, indices, *ctx.window, ctx.backend, ctx.check_indices)
+    return grad_input, None, None, None, None, None, None, None, None
 
 
 max_unpool2d.register_autograd(_backward, setup_context=_setup_context)
 
 
 def unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
-           backend="auto", check_indices=None):
+           dilation=1, backend="auto", check_indices=None):
     """Validate, pick the backend, and call ``pydense::max_unpool2d`` (3-D or 4-D input)."""
-    k, s, p, out_hw = normalize_args(input, indices, kernel_size, stride, padding, output_size)
+    k, s, p, out_hw, d = normalize_args(input, indices, kernel_size, stride, padding, output_size,
+                                        dilation)
     backend = _backend.resolve(backend, input.device, OP)
     if check_indices is None:
         check_indices = default_check_indices(input.device)
     squeeze = input.dim() == 3
     if squeeze:
         input, indices = input.unsqueeze(0), indices.unsqueeze(0)
-    out = max_unpool2d(input, indices, list(out_hw), list(k), list(s), list(p), backend,
+    out = max_unpool2d(input, indices, list(out_hw), list(k), list(s), list(p), list(d), backend,
                        bool(check_indices))
     return out.squeeze(0) if squeeze else out

@@ -1,0 +1,208 @@
+"""max_pool2d with indices as torch.library ops: ``pydense::max_pool2d_with_indices`` and
+``pydense::max_pool2d_backward``.
+
+Both are ``torch.library.custom_op`` ops (opaque to torch.compile, with fake kernels and autograd
+registered here). Indices are ATen's int64 flat indices (``ih * W + iw``), or, with
+``compact=True``, uint8 window-local offsets ``kh * KW + kw`` (8x less memory; SegNet stores only
+these). Implementations allocate the outputs in the input's memory format and hand them to the
+chosen backend: the Triton kernels (``pydense.kernels.max_pool``), the compiled C++ kernels
+(``torch.ops.pydense._max_pool2d_fwd``/``_bwd``) or the stock PyTorch op (plus a conversion of
+its indices for ``compact=True``). Argument validation happens in :func:`normalize_args`.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+from ._common import check_float_input, empty_output, out_memory_format
+
+OP = "max_pool2d_with_indices"
+MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
+
+
+def _pair(value, name):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return (value[0], value[-1])
+    raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def output_size(in_size, k, s, p, d, ceil_mode):
+    """ATen's pooling output size along one axis (pooling_output_shape)."""
+    num = in_size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= in_size + p:  # the last window must start inside
+        out -= 1
+    return out
+
+
+def normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, compact):
+    """Check every argument; return (kernel, stride, padding, dilation, (OH, OW)) as int pairs.
+
+    Raises TypeError/ValueError naming the argument and the expected value.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
+    if input.dim() not in (3, 4):
+        raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
+                         f"{tuple(input.shape)}")
+    check_float_input(input, OP)
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
+    p = _pair(padding, "padding")
+    d = _pair(dilation, "dilation")
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"{OP}: ceil_mode must be a bool, got {ceil_mode!r}")
+    if not isinstance(compact, bool):
+        raise TypeError(f"{OP}: compact must be a bool, got {compact!r}")
+    if min(k) <= 0:
+        raise ValueError(f"{OP}: kernel_size must be positive, got {k}")
+    if min(s) <= 0:
+        raise ValueError(f"{OP}: stride must be positive, got {s}")
+    if min(d) <= 0:
+        raise ValueError(f"{OP}: dilation must be positive, got {d}")
+    if min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{OP}: padding must be non-negative and at most half the kernel_size "
+                         f"{k} (as in PyTorch), got {p}")
+    if compact and k[0] * k[1] > MAX_COMPACT_WINDOW:
+        raise ValueError(f"{OP}: compact=True stores uint8 window offsets and needs "
+                         f"kernel_size[0] * kernel_size[1] <= {MAX_COMPACT_WINDOW}, got kernel_size "
+                         f"{k} ({k[0] * k[1]} taps); use compact=False")
+    in_hw = tuple(input.shape[-2:])
+    out_hw = tuple(output_size(in_hw[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2))
+    if min(out_hw) <= 0:
+        raise ValueError(f"{OP}: the output size must be positive, got {out_hw} (input {in_hw}, "
+                         f"kernel_size {k}, stride {s}, padding {p}, dilation {d})")
+    return k, s, p, d, out_hw
+
+
+def flat_to_compact(indices, in_w, out_hw, k, s, p, d):
+    """ATen's flat indices (ih * W + iw) -> window offsets kh * KW + kw (uint8)."""
+    oh = torch.arange(out_hw[0], device=indices.device).view(-1, 1)
+    ow = torch.arange(out_hw[1], device=indices.device).view(1, -1)
+    kh = (torch.div(indices, in_w, rounding_mode="floor") - (oh * s[0] - p[0])) // d[0]
+    kw = (indices % in_w - (ow * s[1] - p[1])) // d[1]
+    return (kh * k[1] + kw).to(torch.uint8)
+
+
+def compact_to_flat(indices, k, s, p, d, target_hw):
+    """Window offsets kh * KW + kw of a pooled (.., H, W) map -> flat indices th * TW + tw into a
+    target_hw plane, and whether each is valid (offset < KH*KW and the tap inside the plane)."""
+    h, w = indices.shape[-2:]
+    ih = torch.arange(h, device=indices.device).view(-1, 1)
+    iw = torch.arange(w, device=indices.device).view(1, -1)
+    off = indices.long()
+    th = ih * s[0] - p[0] + torch.div(off, k[1], rounding_mode="floor") * d[0]
+    tw = iw * s[1] - p[1] + (off % k[1]) * d[1]
+    valid = (off < k[0] * k[1]) & (th >= 0) & (th < target_hw[0]) & (tw >= 0) & (tw < target_hw[1])
+    return torch.where(valid, th * target_hw[1] + tw, -1), valid
+
+
+def _empty_outputs(input, out_hw, compact):
+    n, c = input.shape[:2]
+    out = empty_output((n, c, *out_hw), input)
+    idx = torch.empty((n, c, *out_hw), dtype=torch.uint8 if compact else torch.int64,
+                      device=input.device, memory_format=out_memory_format(input))
+    return out, idx
+
+
+@torch.library.custom_op("pydense::max_pool2d_with_indices", mutates_args=())
+def max_pool2d_with_indices(input: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                            padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool,
+                            compact: bool, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """4-D max_pool2d with indices, normalized arguments and a concrete backend (see functional)."""
+    k, s, p, d = tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation)
+    if backend == "torch":
+        out, idx = F.max_pool2d(input, k, s, p, d, ceil_mode=ceil_mode, return_indices=True)
+        fmt = out_memory_format(input)
+        if compact:
+            idx = flat_to_compact(idx, input.shape[-1], tuple(out.shape[-2:]), k, s, p, d)
+        return out.contiguous(memory_format=fmt), idx.contiguous(memory_format=fmt)
+    out_hw = tuple(output_size(input.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2))
+    out, idx = _empty_outputs(input, out_hw, compact)
+    if backend == "triton":
+        from ..kernels import max_pool as kernels
+
+        kernels.forward(input, out, idx, k, s, p, d)
+    else:
+        torch.ops.pydense._max_pool2d_fwd(input, list(k), list(s), list(p), list(d), out, idx)
+    return out, idx
+
+
+@max_pool2d_with_indices.register_fake
+def _(input, kernel_size, stride, padding, dilation, ceil_mode, compact, backend):
+    out_hw = tuple(output_size(input.shape[2 + i], kernel_size[i], stride[i], padding[i], dilation[i],
+                               ceil_mode) for i in range(2))
+    return _empty_outputs(input, out_hw, compact)
+
+
+@torch.library.custom_op("pydense::max_pool2d_backward", mutates_args=())
+def max_pool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor, input_size: Sequence[int],
+                        kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                        dilation: Sequence[int], channels_last: bool, backend: str) -> torch.Tensor:
+    """grad_input (N, C, H, W): the sum of grad_output over the windows whose index names each
+    input element (a deterministic gather on the pydense backends)."""
+    n, c = grad_output.shape[:2]
+    h, w = input_size
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    k, s, p, d = tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation)
+    if backend == "torch":
+        flat = indices
+        if indices.dtype == torch.uint8:
+            flat, _ = compact_to_flat(indices, k, s, p, d, (h, w))
+        gi = torch.zeros((n, c, h * w), dtype=grad_output.dtype, device=grad_output.device)
+        gi.scatter_add_(2, flat.reshape(n, c, -1), grad_output.reshape(n, c, -1))
+        return gi.view(n, c, h, w).contiguous(memory_format=fmt)
+    grad_input = torch.empty((n, c, h, w), dtype=grad_output.dtype, device=grad_output.device,
+                             memory_format=fmt)
+    if backend == "triton":
+        from ..kernels import max_pool as kernels
+
+        kernels.backward(grad_output, indices, grad_input, k, s, p, d)
+    else:
+        torch.ops.pydense._max_pool2d_bwd(grad_output, indices, list(k), list(s), list(p), list(d),
+                                          grad_input)
+    return grad_input
+
+
+@max_pool2d_backward.register_fake
+def _(grad_output, indices, input_size, kernel_size, stride, padding, dilation, channels_last, backend):
+    n, c = grad_output.shape[:2]
+    return torch.empty((n, c, *input_size), dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    input, kernel_size, stride, padding, dilation, _, _, backend = inputs
+    _, indices = output
+    ctx.save_for_backward(indices)
+    ctx.mark_non_differentiable(indices)
+    ctx.geometry = (list(input.shape[-2:]), list(kernel_size), list(stride), list(padding),
+                    list(dilation))
+    ctx.channels_last = out_memory_format(input) == torch.channels_last
+    ctx.backend = backend
+
+
+def _backward(ctx, grad, _grad_indices):
+    (indices,) = ctx.saved_tensors
+    grad_input = max_pool2d_backward(grad, indices, *ctx.geometry, ctx.channels_last, ctx.backend)
+    return grad_input, None, None, None, None, None, None, None
+
+
+max_pool2d_with_indices.register_autograd(_backward, setup_context=_setup_context)
+
+
+def pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, compact=False,
+         backend="auto"):
+    """Validate, pick the backend, and call ``pydense::max_pool2d_with_indices`` (3-D or 4-D)."""
+    k, s, p, d, _ = normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, compact)
+    backend = _backend.resolve(backend, input.device, "max_pool2d")
+    squeeze = input.dim() == 3
+    if squeeze:
+        input = input.unsqueeze(0)
+    out, idx = max_pool2d_with_indices(input, list(k), list(s), list(p), list(d), ceil_mode, compact,
+                                       backend)
+    return (out.squeeze(0), idx.squeeze(0)) if squeeze else (out, idx)

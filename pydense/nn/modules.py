@@ -61,6 +61,10 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
         torch.Size([1, 16, 8, 8])
     """
 
+    # Class-level defaults: pydense.patch turns torch.nn.MaxUnpool2d instances into this class
+    # without running __init__.
+    dilation, check_indices = 1, None
+
     def __init__(self, kernel_size, stride=None, padding=0, *, dilation=1, backend="auto",
                  check_indices=None):
         super().__init__(kernel_size, stride, padding)

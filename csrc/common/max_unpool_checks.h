@@ -5,32 +5,15 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "max_pool_checks.h"
+
 namespace pydense {
 namespace max_unpool {
 
-// Indices: int64 (flat), or uint8 (compact window offsets; needs kernel_size[0] * kernel_size[1] <= 256).
-inline void check_indices_dtype(const char* op, const at::Tensor& indices, at::IntArrayRef kernel_size) {
-  TORCH_CHECK(indices.scalar_type() == at::kLong || indices.scalar_type() == at::kByte, op,
-              ": indices must be int64 (flat) or uint8 (compact window offsets), got ",
-              indices.scalar_type());
-  TORCH_CHECK(indices.scalar_type() != at::kByte ||
-                  (kernel_size.size() == 2 && kernel_size[0] * kernel_size[1] <= 256),
-              op, ": uint8 (compact) indices need kernel_size[0] * kernel_size[1] <= 256, got ",
-              kernel_size);
-}
-
-inline void check_window(const char* op, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                         at::IntArrayRef padding, at::IntArrayRef dilation) {
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
-                  dilation.size() == 2,
-              op, ": kernel_size, stride, padding and dilation must have 2 elements each");
-  for (int d = 0; d < 2; ++d) {
-    TORCH_CHECK(kernel_size[d] > 0, op, ": kernel_size must be positive, got ", kernel_size);
-    TORCH_CHECK(stride[d] > 0, op, ": stride must be positive, got ", stride);
-    TORCH_CHECK(padding[d] >= 0, op, ": padding must be non-negative, got ", padding);
-    TORCH_CHECK(dilation[d] > 0, op, ": dilation must be positive, got ", dilation);
-  }
-}
+// The window and index-dtype checks are the pool's (max_pool_checks.h): the same geometry
+// decodes compact indices.
+using max_pool::check_geometry;
+using max_pool::check_index_dtype;
 
 inline void check_forward_args(const at::Tensor& input, const at::Tensor& indices,
                                at::IntArrayRef kernel_size, at::IntArrayRef stride,
@@ -39,8 +22,8 @@ inline void check_forward_args(const at::Tensor& input, const at::Tensor& indice
   TORCH_CHECK(input.dim() == 4, "max_unpool2d: input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
   TORCH_CHECK(indices.sizes() == input.sizes(), "max_unpool2d: indices must have the input's shape ",
               input.sizes(), ", got ", indices.sizes());
-  check_window("max_unpool2d", kernel_size, stride, padding, dilation);
-  check_indices_dtype("max_unpool2d", indices, kernel_size);
+  check_geometry("max_unpool2d", kernel_size, stride, padding, dilation);
+  check_index_dtype("max_unpool2d", indices, kernel_size);
   TORCH_CHECK(out.dim() == 4 && out.size(0) == input.size(0) && out.size(1) == input.size(1),
               "max_unpool2d: out must be (N, C, OH, OW) with the input's N and C, got ", out.sizes());
   TORCH_CHECK(out.scalar_type() == input.scalar_type(), "max_unpool2d: out dtype ",
@@ -56,14 +39,14 @@ inline void check_backward_args(const at::Tensor& grad_output, const at::Tensor&
                                 at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation,
                                 const at::Tensor& grad_input) {
-  check_window("max_unpool2d_backward", kernel_size, stride, padding, dilation);
+  check_geometry("max_unpool2d_backward", kernel_size, stride, padding, dilation);
   TORCH_CHECK(grad_output.dim() == 4, "max_unpool2d_backward: grad_output must be 4-D, got ",
               grad_output.dim(), "-D");
   TORCH_CHECK(indices.dim() == 4 && indices.size(0) == grad_output.size(0) &&
                   indices.size(1) == grad_output.size(1),
               "max_unpool2d_backward: indices must be (N, C, H, W) with grad_output's N and C, got ",
               indices.sizes());
-  check_indices_dtype("max_unpool2d_backward", indices, kernel_size);
+  check_index_dtype("max_unpool2d_backward", indices, kernel_size);
   TORCH_CHECK(grad_input.sizes() == indices.sizes() &&
                   grad_input.scalar_type() == grad_output.scalar_type(),
               "max_unpool2d_backward: grad_input must have the indices' shape and grad_output's dtype");

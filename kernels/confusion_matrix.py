@@ -27,6 +27,8 @@ BLOCK = 1024          # pixels per step
 NUM_WARPS = 4
 MAX_BINS = 2048       # bins of one histogram (K <= 45 needs one slice)
 MIN_BINS = 256
+MAX_SLICES = 64       # bin slices re-read the pixels: the Triton path serves K <= 362
+MAX_CLASSES = 362
 MAX_PROGRAMS = 1024   # programs of pass 1 (GPU); P * K * K int64 partials
 MAX_PARTIAL_ELEMS = 1 << 22
 REDUCE_BLOCK = 256

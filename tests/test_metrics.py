@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pydense
 from pydense.metrics import SegmentationMeter, confusion_matrix, mean_iou, pixel_accuracy
 from pydense.ops import confusion_matrix as ops
 
-from conftest import backend_params, requires_cuda
+from conftest import CPU_BACKENDS, backend_params, requires_cuda
 
 BACKENDS = backend_params()
 IGNORE = 255
@@ -240,6 +242,9 @@ ERRORS = {
                     ValueError, r"target must be 3-D \(N, H, W\) class labels, got shape \(2, 2\)"),
     "pred-rank": (lambda: (torch.zeros(2, 1, 1, 2, 2), torch.zeros(2, 2, 2, dtype=torch.long), 3),
                   ValueError, r"pred must be 3-D \(N, H, W\) labels or 4-D \(N, C, H, W\) logits"),
+    "uint8-ignore-minus-1": (lambda: (torch.zeros(1, 2, 2, dtype=torch.uint8),
+                                      torch.tensor([[[0, 255], [1, 1]]], dtype=torch.uint8), 3, -1),
+                             ValueError, "target holds label 255"),
     "num-classes": (lambda: (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long), 0),
                     ValueError, "num_classes must be a positive int, got 0"),
 }
@@ -249,9 +254,10 @@ ERRORS = {
 @pytest.mark.parametrize("case", ERRORS)
 def test_bad_input(device, backend, case):
     make, exc, match = ERRORS[case]
-    pred, target, k = make()
+    pred, target, k, *ignore = make()
     with pytest.raises(exc, match=match):
-        confusion_matrix(pred.to(device), target.to(device), k, backend=backend)
+        confusion_matrix(pred.to(device), target.to(device), k, backend=backend,
+                         ignore_index=ignore[0] if ignore else IGNORE)
 
 
 def test_bad_backend_and_cpu_kernel_checks_itself():
@@ -302,3 +308,39 @@ def test_cuda_large_matches_bincount(backend):
         cm = confusion_matrix(x, target, k, backend=backend)
         assert torch.equal(cm, ops.bincount_reference(x, target, k, IGNORE))
         assert torch.equal(confusion_matrix(x.argmax(1), target, k, backend=backend), cm)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(1, 40), n=st.integers(1, 2), h=st.integers(1, 13), w=st.integers(1, 13),
+       logits=st.booleans(), seed=st.integers(0, 2**16), backend=st.sampled_from(CPU_BACKENDS))
+def test_hypothesis_matches_bincount(k, n, h, w, logits, seed, backend):
+    if logits:
+        pred, target = logits_case(k, (n, h, w), seed)
+    else:
+        pred, target = labels_case(k, (n, h, w), seed)
+    cm = confusion_matrix(pred, target, k, backend=backend)
+    assert torch.equal(cm, ops.bincount_reference(pred, target, k, IGNORE))
+
+
+def test_triton_class_limit():
+    from pydense.kernels import confusion_matrix as kernels
+
+    assert kernels.MAX_CLASSES == ops.TRITON_MAX_CLASSES
+    assert kernels.num_bins(kernels.MAX_CLASSES ** 2)[1] <= kernels.MAX_SLICES
+    assert kernels.num_bins((kernels.MAX_CLASSES + 1) ** 2)[1] > kernels.MAX_SLICES
+    p = torch.zeros(1, 2, 2, dtype=torch.long)
+    if "triton" in CPU_BACKENDS:
+        with pytest.raises(ValueError, match="backend='triton' supports num_classes <= 362"):
+            confusion_matrix(p, p, 363, backend="triton")
+
+
+def test_auto_leaves_triton_above_its_class_limit(monkeypatch):
+    """With "auto" mapped to Triton, K above Triton's limit goes to the compiled kernel."""
+    from pydense import _tuned
+
+    if "triton" not in CPU_BACKENDS:
+        pytest.skip("needs the Triton interpreter")
+    monkeypatch.setitem(_tuned.AUTO_BACKEND, "confusion_matrix", {"cpu": "triton", "cuda": "triton"})
+    pred, target = labels_case(400, (1, 3, 5), seed=1)
+    cm = confusion_matrix(pred, target, 400)
+    assert torch.equal(cm, ops.bincount_reference(pred, target, 400, IGNORE))

@@ -13,6 +13,7 @@ from .. import _backend
 OP = "confusion_matrix"
 LABEL_DTYPES = (torch.uint8, torch.int32, torch.int64)  # read directly by the compiled kernels
 LOGIT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TRITON_MAX_CLASSES = 362  # = pydense.kernels.confusion_matrix.MAX_CLASSES (64 bin slices)
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
@@ -71,24 +72,29 @@ def normalize_args(pred, target, num_classes, ignore_index):
 
 def check_label_range(pred, target, num_classes, ignore_index):
     """Raise ValueError unless every target is in [0, K) or ignore_index and every predicted label
-    is in [0, K). One min/max reduction per tensor and a host sync (skip with check_labels=False)."""
+    is in [0, K).
+
+    Cost: one masked min/max reduction over ``target`` (ignore pixels read as 0), one min/max over
+    label ``pred`` (none for logits), and one host sync for all of them; skip it with
+    ``check_labels=False``.
+    """
     if target.numel() == 0:
         return
-    lo, hi = (int(v) for v in torch.aminmax(target))
-    if lo < 0 or hi >= num_classes:
-        bad = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
-        if bad.numel():
-            v = int(bad[0])
-            kind = "negative label" if v < 0 else "label"
-            raise ValueError(f"{OP}: target holds {kind} {v}; labels must lie in [0, {num_classes}) "
-                             f"or equal ignore_index={ignore_index}")
+    info = torch.iinfo(target.dtype)
+    # Compare with ignore_index only where the dtype can hold it (torch would wrap -1 to 255 for
+    # uint8): an ignore_index outside the dtype's range matches no pixel.
+    t = torch.where(target == ignore_index, 0, target) if info.min <= ignore_index <= info.max else target
+    bounds = [*torch.aminmax(t)]
     if pred.dim() == 3:
-        lo, hi = (int(v) for v in torch.aminmax(pred))
+        bounds += [*torch.aminmax(pred)]
+    bounds = torch.stack([b.to(torch.int64) for b in bounds]).tolist()  # the one host sync
+    for name, lo, hi in (("target", *bounds[0:2]), ("pred", *bounds[2:4]))[:len(bounds) // 2]:
         if lo < 0 or hi >= num_classes:
             v = lo if lo < 0 else hi
             kind = "negative label" if v < 0 else "label"
-            raise ValueError(f"{OP}: pred holds {kind} {v}; predicted labels must lie in "
-                             f"[0, {num_classes})")
+            rule = (f"labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}"
+                    if name == "target" else f"predicted labels must lie in [0, {num_classes})")
+            raise ValueError(f"{OP}: {name} holds {kind} {v}; {rule}")
 
 
 def bincount_reference(pred, target, num_classes, ignore_index):
@@ -127,7 +133,16 @@ def confusion_matrix(pred, target, num_classes, *, ignore_index=255, backend="au
                      check_labels=True):
     """Validate, pick the backend, and call ``pydense::confusion_matrix``."""
     pred, target = normalize_args(pred, target, num_classes, ignore_index)
+    requested = backend
     backend = _backend.resolve(backend, target.device, OP)
+    if backend == "triton" and num_classes > TRITON_MAX_CLASSES:
+        # Each histogram holds at most 2048 bins; more classes take several passes over the pixels.
+        if requested == "triton":
+            raise ValueError(f"{OP}: backend='triton' supports num_classes <= {TRITON_MAX_CLASSES}, "
+                             f"got {num_classes}; use backend='cuda', 'cpu' or 'torch'")
+        backend = ("cuda" if target.device.type == "cuda" and _backend.cuda_kernels_built()
+                   else "cpu" if target.device.type == "cpu" and _backend.extension_available()
+                   else "torch")
     if check_labels:
         check_label_range(pred, target, num_classes, ignore_index)
     return confusion_matrix_op(pred, target, num_classes, ignore_index, backend)

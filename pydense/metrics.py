@@ -102,12 +102,12 @@ def pixel_accuracy(pred, target, num_classes, *, ignore_index=255, backend="auto
 
 
 class SegmentationMeter:
-    """Streaming evaluation: accumulate the confusion matrix over batches, then read the metrics.
+    """Streaming evaluation: accumulate the confusion matrix over batches, then read the metrics::
 
-        >>> meter = pydense.metrics.SegmentationMeter(21)
-        >>> for image, label in loader:
-        ...     meter.update(model(image), label)      # logits (N, 21, H, W) or labels (N, H, W)
-        >>> meter.compute()["mIoU"]
+        meter = pydense.metrics.SegmentationMeter(21)
+        for image, label in loader:
+            meter.update(model(image), label)      # logits (N, 21, H, W) or labels (N, H, W)
+        meter.compute()["mIoU"]
 
     The int64 matrix lives on the device of the first update (no host sync per update, unless
     ``check_labels``, which is on by default, checks the label range). Counts are exact, so the

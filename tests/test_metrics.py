@@ -271,17 +271,21 @@ def test_bad_backend_and_cpu_kernel_checks_itself():
         torch.ops.pydense._confusion_matrix(p, p, 4, 255, out)
 
 
-def test_opcheck_and_compile():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_opcheck_and_compile(backend):
     pred, target = labels_case(4, (1, 5, 6), seed=0)
-    torch.library.opcheck(ops.confusion_matrix_op, (pred, target, 4, IGNORE, "cpu"))
-    torch.library.opcheck(ops.confusion_matrix_op, (pred, target, 4, IGNORE, "torch"))
+    x, _ = logits_case(4, (1, 5, 6), seed=0)
+    torch.library.opcheck(ops.confusion_matrix_op, (pred, target, 4, IGNORE, backend))
+    torch.library.opcheck(ops.confusion_matrix_op, (x, target, 4, IGNORE, backend))
 
-    def fn(p, t):
-        return ops.confusion_matrix_op(p, t, 4, IGNORE, "cpu")
+    def fn(p, t):  # the public function, label checks off (they need a host sync)
+        return pydense.metrics.confusion_matrix(p, t, 4, backend=backend, check_labels=False)
 
     torch._dynamo.reset()
-    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(pred, target)
-    assert torch.equal(out, ops.bincount_reference(pred, target, 4, IGNORE))
+    explain = torch._dynamo.explain(fn)(x, target)
+    assert explain.graph_break_count == 0 and explain.graph_count == 1
+    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(x, target)
+    assert torch.equal(out, ops.bincount_reference(x, target, 4, IGNORE))
 
 
 def test_auto_backend_picks_cpu_kernel_on_cpu():

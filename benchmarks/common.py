@@ -16,6 +16,8 @@ in three directions:
   retain_graph=True)`` on a precomputed output),
 * "fwd+bwd": forward with autograd, then its backward.
 
+A bench module whose op has no gradient (a metric) sets ``DIRECTIONS = ("fwd",)``.
+
 Before a provider is timed in a direction, its result is compared with the op's float64 CPU
 oracle (``pydense.reference``); one that does not match is reported as FAILED and not timed, one
 that raises is reported as ERROR with the error text in the notes column.
@@ -245,6 +247,8 @@ def _per_direction(counts, direction):
 def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
     """Run every case of a bench module; return (rows, {provider: why skipped})."""
     rows, skipped = [], {}
+    # Ops without a gradient (metrics) declare DIRECTIONS = ("fwd",).
+    directions = getattr(module, "DIRECTIONS", DIRECTIONS)
     if quick or not getattr(module, "MAX_AUTOTUNE", False):
         wanted = tuple(w for w in wanted if w != "compile-max-autotune")
     for case in module.cases(device, quick):
@@ -254,6 +258,8 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
         case_rows = []
         for name, fn in found:
             for direction, (run, ref) in runners(fn, problem).items():
+                if direction not in directions:
+                    continue
                 if log:
                     log(f"  {case.name} {dtype_name(case.dtype)} {case.layout} {direction} {name}")
                 ms, check, notes = measure(run, ref, device, problem.tolerance)

@@ -60,4 +60,10 @@ TORCH_LIBRARY(pydense, m) {
   m.def(
       "_fcn_skip_bwd(Tensor grad_output, Tensor? weight, int[2] offset, float skip_scale, "
       "Tensor(a!) grad_skip) -> ()");
+  // Segmentation confusion matrix (csrc/common/confusion_matrix.h): out[t, p] = pixels with target t
+  // (not ignore_index) and prediction p; pred is (N, H, W) labels or (N, K, H, W) logits (argmax
+  // over K); out is a contiguous (K, K) int64 tensor. Deterministic (no atomics across blocks).
+  m.def(
+      "_confusion_matrix(Tensor pred, Tensor target, int num_classes, int ignore_index, "
+      "Tensor(a!) out) -> ()");
 }

@@ -18,6 +18,7 @@ AUTO_BACKEND = {
     "conv2d_pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
     "upsample_concat": {"cuda": "triton", "cpu": "cpu"},
     "fcn_skip": {"cuda": "triton", "cpu": "cpu"},
+    "confusion_matrix": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

@@ -9,7 +9,10 @@ both layouts, non-contiguous input, forward and backward. interpolate (bilinear)
 align_corners, fractional scale factors, forward and backward. bilinear_deconv2d: factors 2, 8,
 32 with FCN's crops, forward and backward. conv2d (fused epilogue) and conv_transpose2d: dense,
 grouped, depthwise, dilated, strided; forward and both gradients. conv2d_pixel_shuffle: r = 2, 3,
-the tensor-core (C >= 16) and direct paths, C = 1; forward and backward.
+the tensor-core (C >= 16) and direct paths, C = 1; forward and backward. confusion_matrix: labels
+(uint8/int64) and logits (every float dtype, both layouts), ignore pixels, out-of-range labels
+with checks off (dropped, never addressed), K = 19 (shared-memory histograms on CUDA) and K = 150
+(global partials on CUDA, several bin slices on Triton), a size that leaves a partial last block.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -116,6 +119,19 @@ def main():
                     bs = torch.randn(co * r * r, device="cuda", dtype=dtype, requires_grad=True)
                     out = pydense.functional.conv2d_pixel_shuffle(xs, ws, bs, r, backend=backend)
                     out.backward(torch.randn_like(out))
+    for backend in ("cuda", "triton"):
+        for k, (n, h, w) in ((19, (2, 37, 53)), (150, (1, 23, 29))):
+            t = torch.randint(0, k, (n, h, w), device="cuda")
+            t[:, ::5] = 255
+            t[0, 0, :4] = torch.tensor([k, -3, k + 100, 2**40], device="cuda")  # unchecked: dropped
+            p = torch.randint(0, k, (n, h, w), device="cuda")
+            p[0, 1, :2] = torch.tensor([-1, k], device="cuda")
+            for pred, tgt in ((p, t), (p.to(torch.uint8) if k < 256 else p, t.clamp(0, 255).to(torch.uint8))):
+                pydense.metrics.confusion_matrix(pred, tgt, k, backend=backend, check_labels=False)
+            for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+                for fmt in (torch.contiguous_format, torch.channels_last):
+                    x = torch.randn(n, k, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+                    pydense.metrics.confusion_matrix(x, t, k, backend=backend, check_labels=False)
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

@@ -12,7 +12,8 @@ import pytest
 pytestmark = pytest.mark.aot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["conv", "fcn_skip", "max_pool", "max_unpool", "pixel_shuffle", "upsample_bilinear"]
+MODULES = ["confusion_matrix", "conv", "fcn_skip", "max_pool", "max_unpool", "pixel_shuffle",
+           "upsample_bilinear"]
 # Shared memory a block may use (bytes): sm_80 (A100) 163 KiB, sm_90 (H100) 227 KiB.
 SMEM_LIMIT = {"sm_80": 166912, "sm_90": 232448}
 # Register spills allowed per module (bytes per kernel): conv's GEMM tiles spill 76-208 B on
@@ -22,6 +23,10 @@ SPILL_LIMIT = {"conv": 256}
 
 def compile_rows(module):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # This checkout's pydense first (the script's own folder, tests/, is what Python puts on the
+    # path; an installed pydense from another checkout must not supply the kernels).
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE)] + (
+        [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     res = subprocess.run([sys.executable, os.path.join(HERE, "triton_aot.py"), module],
                          env=env, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-4000:]

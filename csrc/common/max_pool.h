@@ -14,6 +14,8 @@
 // index names that tap. Overlapping windows (stride < kernel) are handled by the same sum.
 #pragma once
 
+#include <c10/util/ArrayRef.h>
+
 #include <cstdint>
 
 #include "macros.h"
@@ -42,11 +44,21 @@ PYDENSE_HD bool is_nan(T v) { return v != v; }
 }  // namespace max_pool
 
 // Window geometry of compact indices: a compact index k = kh * KW + kw of pooled element (ih, iw)
-// names the tap (ih * sh - ph + kh * dh, iw * sw - pw + kw * dw) of the unpooled plane.
+// names the tap (ih * sh - ph + kh * dh, iw * sw - pw + kw * dw) of the unpooled plane. The pool
+// kernels use the same struct for their window (out_h, out_w: the pooled input plane).
 template <typename I>
 struct CompactGeometry {
   I kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w;
 };
+
+// The geometry from an op's (kernel_size, stride, padding, dilation) and the size of the plane the
+// taps index (the unpooled output, or the pooled input). Host code (CPU and CUDA wrappers).
+template <typename I>
+inline CompactGeometry<I> compact_geometry(c10::IntArrayRef k, c10::IntArrayRef s,
+                                           c10::IntArrayRef p, c10::IntArrayRef d, int64_t out_h,
+                                           int64_t out_w) {
+  return {I(k[0]), I(k[1]), I(s[0]), I(s[1]), I(p[0]), I(p[1]), I(d[0]), I(d[1]), I(out_h), I(out_w)};
+}
 
 // Flat plane target of an index of pooled element (ih, iw): int64 indices are flat already;
 // a compact index is decoded, and is -1 when k >= KH * KW or its tap lies outside the plane.

@@ -143,11 +143,6 @@ Geometry geometry(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& 
   return g;
 }
 
-Compact compact_geometry(at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
-                         at::IntArrayRef d, int64_t out_h, int64_t out_w) {
-  return {k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out_h, out_w};
-}
-
 template <typename scalar_t, typename idx_t>
 void forward_impl(const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef stride,
                   at::IntArrayRef padding, bool gather, const at::Tensor& out, const Geometry& g,
@@ -203,7 +198,7 @@ void forward_cpu(const at::Tensor& input, const at::Tensor& indices, at::IntArra
                  bool gather, const at::Tensor& out) {
   check_forward_args(input, indices, kernel_size, stride, padding, dilation, out);
   const Geometry g = geometry(input, indices, out);
-  const Compact cg = compact_geometry(kernel_size, stride, padding, dilation, g.OH, g.OW);
+  const Compact cg = compact_geometry<int64_t>(kernel_size, stride, padding, dilation, g.OH, g.OW);
   TORCH_CHECK(!gather || gather_ok(g.H, g.W, g.OH, g.OW, kernel_size[0], kernel_size[1], stride[0],
                                    stride[1], padding[0], padding[1]),
               "max_unpool2d: gather=True needs kernel_size == stride and windows that meet the output");
@@ -257,7 +252,7 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
   check_backward_args(grad_output, indices, kernel_size, stride, padding, dilation, grad_input);
   const Geometry g = geometry(grad_input, indices, grad_output);  // xs: grad_input, os: grad_output
   if (grad_input.numel() == 0) return;
-  const Compact cg = compact_geometry(kernel_size, stride, padding, dilation, g.OH, g.OW);
+  const Compact cg = compact_geometry<int64_t>(kernel_size, stride, padding, dilation, g.OH, g.OW);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "max_unpool2d_backward_cpu", [&] {
     if (indices.scalar_type() == at::kByte)
       backward_impl<scalar_t, uint8_t>(grad_output, indices, grad_input, g, cg);

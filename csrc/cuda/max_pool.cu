@@ -23,15 +23,10 @@ namespace {
 
 using namespace pydense::cuda;
 
-template <typename I>
-struct Window {
-  I kh, kw, sh, sw, ph, pw, dh, dw;
-};
-
 template <typename scalar_t, typename idx_t, typename I>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
                                idx_t* __restrict__ idx, Strides4<I> xs, Strides4<I> os,
-                               Strides4<I> is, I C, I H, I W, I OH, I OW, Window<I> k,
+                               Strides4<I> is, I C, I H, I W, I OH, I OW, CompactGeometry<I> k,
                                bool channels_last, I total) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool compact = std::is_same_v<idx_t, uint8_t>;
@@ -65,7 +60,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restr
 template <typename scalar_t, typename idx_t, typename I>
 __global__ void backward_kernel(const scalar_t* __restrict__ go, const idx_t* __restrict__ idx,
                                 scalar_t* __restrict__ gi, Strides4<I> gs, Strides4<I> is,
-                                Strides4<I> xs, I C, I H, I W, I OH, I OW, Window<I> k,
+                                Strides4<I> xs, I C, I H, I W, I OH, I OW, CompactGeometry<I> k,
                                 bool channels_last, I total) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool compact = std::is_same_v<idx_t, uint8_t>;
@@ -89,11 +84,6 @@ __global__ void backward_kernel(const scalar_t* __restrict__ go, const idx_t* __
   }
 }
 
-template <typename I>
-Window<I> window_of(at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d) {
-  return {I(k[0]), I(k[1]), I(s[0]), I(s[1]), I(p[0]), I(p[1]), I(d[0]), I(d[1])};
-}
-
 void forward_cuda(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                   at::IntArrayRef padding, at::IntArrayRef dilation, const at::Tensor& out,
                   const at::Tensor& indices) {
@@ -114,7 +104,7 @@ void forward_cuda(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntA
           input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
           indices.mutable_data_ptr<idx_t>(), strides_of<I>(input), strides_of<I>(out),
           strides_of<I>(indices), I(C), I(H), I(W), I(OH), I(OW),
-          window_of<I>(kernel_size, stride, padding, dilation), is_channels_last(out), I(total));
+          compact_geometry<I>(kernel_size, stride, padding, dilation, H, W), is_channels_last(out), I(total));
     };
     if (compact) narrow ? launch(int32_t(0), uint8_t(0)) : launch(int64_t(0), uint8_t(0));
     else narrow ? launch(int32_t(0), int64_t(0)) : launch(int64_t(0), int64_t(0));
@@ -142,7 +132,7 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
           grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<idx_t>(),
           grad_input.mutable_data_ptr<scalar_t>(), strides_of<I>(grad_output),
           strides_of<I>(indices), strides_of<I>(grad_input), I(C), I(H), I(W), I(OH), I(OW),
-          window_of<I>(kernel_size, stride, padding, dilation), is_channels_last(grad_input),
+          compact_geometry<I>(kernel_size, stride, padding, dilation, H, W), is_channels_last(grad_input),
           I(total));
     };
     if (compact) narrow ? launch(int32_t(0), uint8_t(0)) : launch(int64_t(0), uint8_t(0));

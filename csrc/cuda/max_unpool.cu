@@ -131,12 +131,6 @@ __global__ void backward_kernel(const scalar_t* __restrict__ go, const idx_t* __
   }
 }
 
-template <typename I>
-CompactGeometry<I> compact_geometry(at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
-                                    at::IntArrayRef d, int64_t out_h, int64_t out_w) {
-  return {I(k[0]), I(k[1]), I(s[0]), I(s[1]), I(p[0]), I(p[1]), I(d[0]), I(d[1]), I(out_h), I(out_w)};
-}
-
 void forward_cuda(const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef kernel_size,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                   bool gather, const at::Tensor& out) {

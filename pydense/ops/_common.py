@@ -23,3 +23,15 @@ def check_float_input(input, op):
     if input.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
                         f"got {input.dtype}")
+
+
+def int_pair(value, name, op, allow_single=False):
+    """(a, b) from an int or a pair of ints (with ``allow_single``, also a 1-element sequence, as
+    ATen's pooling accepts); TypeError naming the argument otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    lengths = (1, 2) if allow_single else (2,)
+    if isinstance(value, (tuple, list)) and len(value) in lengths and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return (value[0], value[-1])
+    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")

@@ -15,19 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, empty_output, out_memory_format
+from ._common import check_float_input, empty_output, int_pair, out_memory_format
 
 OP = "max_pool2d_with_indices"
 MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
 
 
 def _pair(value, name):
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return (value[0], value[-1])
-    raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
+    return int_pair(value, name, OP, allow_single=True)
 
 
 def output_size(in_size, k, s, p, d, ceil_mode):

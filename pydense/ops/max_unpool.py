@@ -18,19 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, empty_output, out_memory_format
+from ._common import check_float_input, empty_output, int_pair, out_memory_format
 from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat
 
 OP = "max_unpool2d"
 
 
 def _pair(value, name):
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return tuple(value)
-    raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
+    return int_pair(value, name, OP)
 
 
 def normalize_args(input, indices, kernel_size, stride, padding, output_size, dilation=1):

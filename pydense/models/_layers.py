@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import functional
+from ..nn import init
 
 BACKENDS = ("pydense", "torch")
 
@@ -67,8 +68,6 @@ def bilinear_upsampler(channels, factor, padding=0, depthwise=False):
     bilinear weights, frozen."""
     m = torch.nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=padding,
                                  groups=channels if depthwise else 1, bias=False)
-    from ..nn import init
-
     init.bilinear_(m.weight)
     m.weight.requires_grad_(False)
     return m

@@ -105,7 +105,7 @@ class ContextModule(Model):
             setattr(self, f"ctx_conv{i}", conv)
             cin = cout
         self.ctx_final = torch.nn.Conv2d(cin, channels, 1)
-        for i, m in enumerate(self.children()):
+        for m in self.children():
             noise = 0.0 if kind == "basic" else (sigma if sigma is not None else 1e-3 * channels / m.out_channels)
             _identity_init_(m, noise)
 

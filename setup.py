@@ -93,7 +93,8 @@ with open(os.path.join(ROOT, "pydense", "_build_info.py"), "w") as f:
     f.write("# Written by setup.py at build time.\nBUILD_INFO = " + repr(BUILD_INFO) + "\n")
 
 setup(
-    packages=["pydense", "pydense.ops", "pydense.nn", "pydense.kernels"],
+    packages=["pydense", "pydense.ops", "pydense.nn", "pydense.models", "pydense.metrics",
+              "pydense.kernels"],
     package_dir={"pydense.kernels": "kernels"},
     ext_modules=[Extension("pydense._C", sources, include_dirs=[os.path.join(ROOT, "csrc")],
                            **ext_kwargs)],

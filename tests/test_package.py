@@ -63,3 +63,20 @@ def test_triton_index_width_threshold():
     strided = torch.empty((2, 2), device="meta").as_strided((2, 2), (2**30, 1))
     assert not _needs_int64(small)
     assert _needs_int64(big) and _needs_int64(small, big) and _needs_int64(strided)
+
+
+def test_setup_lists_every_subpackage():
+    """Every folder of pydense/ with an __init__.py is a package setup.py installs (a wheel without
+    pydense.models or pydense.metrics would import-fail)."""
+    import ast
+
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    listed = next(kw.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  for kw in node.keywords if kw.arg == "packages")
+    listed = set(ast.literal_eval(listed))
+    found = {"pydense"} | {
+        "pydense." + d for d in os.listdir(os.path.join(ROOT, "pydense"))
+        if os.path.isfile(os.path.join(ROOT, "pydense", d, "__init__.py"))}
+    assert found <= listed, f"setup.py packages misses {sorted(found - listed)}"
+    assert "pydense.kernels" in listed

@@ -15,7 +15,7 @@ $(VENV)/.deps-stamp:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
-		setuptools wheel ninja pytest pytest-benchmark hypothesis numpy expecttest
+		setuptools wheel ninja pytest pytest-benchmark hypothesis numpy expecttest pillow
 	touch $@
 
 venv: $(VENV)/.deps-stamp

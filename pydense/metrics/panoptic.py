@@ -1,0 +1,343 @@
+"""Panoptic Quality (Kirillov et al., "Panoptic Segmentation"), with the rules of panopticapi's
+``pq_compute`` (the COCO panoptic evaluation code).
+
+Per image, with segment ids in the PNGs encoded as ``R + 256 G + 256^2 B`` and ``VOID = 0``:
+
+* every pixel is counted into ``counts[gt segment, predicted segment]`` (the pairwise
+  intersections; on the GPU, one histogram kernel for a batch of images, ``pydense::
+  panoptic_pair_counts``); the predicted areas are its column sums, the ground-truth areas are the
+  ``area`` fields of the ground-truth JSON (as panopticapi does: they are not recounted);
+* a ground-truth segment and a predicted segment *match* when they have the same category, the
+  ground truth is not crowd, and ``IoU = inter / (pred_area + gt_area - inter - void_inter) > 0.5``
+  where ``void_inter`` = the predicted segment's pixels on VOID ground truth;
+* matches are true positives (their IoU summed per category); unmatched non-crowd ground truth
+  segments are false negatives; an unmatched prediction is a false positive unless more than half
+  of its area lies on VOID plus the crowd region of its category (the last crowd segment of that
+  category in the ground-truth list, as panopticapi's dict does);
+* per category (summed over the whole dataset) ``PQ = sum IoU / (TP + FP/2 + FN/2)``,
+  ``SQ = sum IoU / TP`` (0 when TP = 0), ``RQ = TP / (TP + FP/2 + FN/2)``; categories with
+  TP + FP + FN = 0 are skipped; PQ, SQ, RQ are averaged over All, Things (``isthing == 1``) and
+  Stuff categories.
+
+Inconsistent predictions raise :class:`PanopticFormatError` (a ``KeyError``, like panopticapi, and a
+``ValueError``) naming the image and the segment id: a PNG id missing from the JSON, a JSON id
+missing from the PNG, an unknown ``category_id``. Ground truth is taken as given, as panopticapi
+does. One deliberate difference: an average over zero categories (e.g. Stuff when every category
+is a thing) is ``nan`` where panopticapi divides by zero.
+
+    >>> import torch
+    >>> from pydense.metrics import panoptic_quality
+    >>> gt = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> pred = torch.tensor([[5, 5, 5, 7], [5, 5, 7, 7]])
+    >>> gt_segments = [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 4},
+    ...                {"id": 2, "category_id": 2, "iscrowd": 0, "area": 4}]
+    >>> pred_segments = [{"id": 5, "category_id": 1}, {"id": 7, "category_id": 2}]
+    >>> categories = [{"id": 1, "isthing": 1}, {"id": 2, "isthing": 0}]
+    >>> r = panoptic_quality(pred, gt, pred_segments, gt_segments, categories)
+    >>> round(r["All"]["pq"], 4), r["All"]["n"], round(r["per_class"][2]["sq"], 4)
+    (0.775, 2, 0.75)
+"""
+import math
+
+import torch
+
+from ..ops import panoptic_pairs as _pairs
+
+__all__ = ["PanopticFormatError", "PanopticQuality", "panoptic_quality", "rgb2id", "OFFSET",
+           "VOID"]
+
+OFFSET = 256 * 256 * 256  # panopticapi's key gt * OFFSET + pred; ids lie in [0, OFFSET)
+VOID = 0
+_PAD = torch.iinfo(torch.int64).max  # pads the per-image id tables (never a segment id)
+_ID_DTYPES = (torch.int32, torch.int64)  # read directly by the pair-count kernels
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+class PanopticFormatError(KeyError, ValueError):
+    """Inconsistent panoptic annotations (a ``KeyError`` as in panopticapi, and a ``ValueError``)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def rgb2id(color):
+    """COCO panoptic colour ``(..., 3)`` uint8 (a PNG as an array) -> int32 ids
+    ``R + 256 G + 256^2 B``. Extra channels (alpha) are ignored, as panopticapi's ``rgb2id``."""
+    if not isinstance(color, torch.Tensor):
+        import numpy as np
+
+        color = torch.from_numpy(np.ascontiguousarray(color))
+    if color.dim() < 3 or color.shape[-1] < 3:
+        raise ValueError(f"rgb2id: color must have shape (..., 3), got {tuple(color.shape)}")
+    c = color[..., :3].to(torch.int32)
+    return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
+
+
+def _categories(categories):
+    """{category id: info} from a COCO ``categories`` list (or such a dict), in its order."""
+    if isinstance(categories, dict):
+        cats = {int(k): v for k, v in categories.items()}
+    else:
+        try:
+            cats = {int(el["id"]): el for el in categories}
+        except (TypeError, KeyError) as e:
+            raise ValueError("categories must be a list of dicts with 'id' and 'isthing' (COCO "
+                             "'categories') or a dict {id: {'isthing': 0 or 1}}") from e
+    for k, v in cats.items():
+        if not isinstance(v, dict) or "isthing" not in v:
+            raise ValueError(f"categories: category {k} needs an 'isthing' field (0 or 1), got {v!r}")
+    return cats
+
+
+def _id_maps(x, name):
+    """A batch (N, H, W) of id maps from id maps (H, W)/(N, H, W) of an integer dtype other than
+    uint8, or COCO colours (H, W, 3)/(N, H, W, 3) uint8."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype == torch.uint8:
+        if x.dim() not in (3, 4) or x.shape[-1] != 3:
+            raise ValueError(f"{name}: a uint8 tensor must hold COCO colours of shape (H, W, 3) or "
+                             f"(N, H, W, 3), got {tuple(x.shape)}")
+        x = rgb2id(x)
+    elif x.dtype not in _INTEGER_DTYPES:
+        raise TypeError(f"{name} must hold integer segment ids (or uint8 COCO colours), got "
+                        f"{x.dtype}")
+    if x.dim() == 2:
+        x = x.unsqueeze(0)
+    if x.dim() != 3:
+        raise ValueError(f"{name} must be (H, W) or (N, H, W) segment ids, got shape "
+                         f"{tuple(x.shape)}")
+    return x if x.dtype in _ID_DTYPES else x.to(torch.int64)
+
+
+def _segment_lists(segs, n, name):
+    """N lists of segment dicts from one list (N = 1) or a list of N lists."""
+    if not isinstance(segs, (list, tuple)):
+        raise TypeError(f"{name} must be a list of segment dicts (or a list of such lists), got "
+                        f"{type(segs).__name__}")
+    if n == 1 and all(isinstance(s, dict) for s in segs):
+        segs = [segs]
+    if len(segs) != n or not all(isinstance(s, (list, tuple)) for s in segs):
+        raise ValueError(f"{name} must hold one list of segment dicts per image: {n} image(s), got "
+                         f"{len(segs)} entries")
+    return segs
+
+
+def _segments(segs, required, image, name):
+    """{id: segment dict} with the semantics of panopticapi's ``{el['id']: el for el in ...}``."""
+    out = {}
+    for el in segs:
+        if not isinstance(el, dict) or any(k not in el for k in required):
+            raise ValueError(f"{name} of image {image}: every segment needs the fields "
+                             f"{list(required)}, got {el!r}")
+        out[int(el["id"])] = el
+    return out
+
+
+class PanopticQuality:
+    """Streaming Panoptic Quality: per-category IoU sums and TP/FP/FN counts over a dataset.
+
+    ``update`` takes one image or a batch of equal-size images (their pairwise counting runs in one
+    kernel launch); ``compute`` returns panopticapi's result dict::
+
+        {"All": {"pq", "sq", "rq", "n"}, "Things": {...}, "Stuff": {...},
+         "per_class": {category_id: {"pq", "sq", "rq"}}}
+
+    Args:
+        categories: COCO ``categories`` (list of dicts with ``id`` and ``isthing``) or a dict
+            ``{id: {"isthing": 0 or 1}}``; averages run over these, in this order.
+        backend: of the pair-count kernel: "auto", "triton", "cuda", "cpu" or "torch".
+    """
+
+    def __init__(self, categories, *, backend="auto"):
+        self.categories = _categories(categories)
+        self.backend = backend
+        self._index = {c: i for i, c in enumerate(self.categories)}
+        self.reset()
+
+    def reset(self):
+        k = len(self.categories)
+        self.iou = torch.zeros(k, dtype=torch.float64)
+        self.tp = torch.zeros(k, dtype=torch.int64)
+        self.fp = torch.zeros(k, dtype=torch.int64)
+        self.fn = torch.zeros(k, dtype=torch.int64)
+        self.images = 0
+
+    def update(self, pred_panoptic, gt_panoptic, pred_segments, gt_segments, image_ids=None):
+        """Add images. ``*_panoptic``: (H, W) or (N, H, W) integer segment ids, or COCO colours
+        (H, W, 3) / (N, H, W, 3) uint8, on any device (the counting runs there). ``*_segments``:
+        the images' ``segments_info`` lists (one list for one image). Ground-truth segments need
+        ``id``, ``category_id``, ``iscrowd``, ``area``; predicted ones ``id`` and ``category_id``.
+        ``image_ids`` (optional) name the images in error messages."""
+        pred = _id_maps(pred_panoptic, "pred_panoptic")
+        gt = _id_maps(gt_panoptic, "gt_panoptic")
+        if pred.shape != gt.shape:
+            raise ValueError(f"pred_panoptic of shape {tuple(pred.shape)} and gt_panoptic of shape "
+                             f"{tuple(gt.shape)} must have the same (N, H, W)")
+        if pred.device != gt.device:
+            raise ValueError(f"pred_panoptic is on {pred.device} but gt_panoptic is on {gt.device}")
+        n = gt.shape[0]
+        pred_segments = _segment_lists(pred_segments, n, "pred_segments")
+        gt_segments = _segment_lists(gt_segments, n, "gt_segments")
+        if image_ids is None:
+            image_ids = list(range(self.images, self.images + n))
+        elif not isinstance(image_ids, (list, tuple)):
+            image_ids = [image_ids]
+        if len(image_ids) != n:
+            raise ValueError(f"image_ids must name the {n} image(s), got {len(image_ids)}")
+
+        gts, preds, gt_tabs, pred_tabs = [], [], [], []
+        for i in range(n):
+            g = _segments(gt_segments[i], ("id", "category_id", "iscrowd", "area"), image_ids[i],
+                          "gt_segments")
+            p = _segments(pred_segments[i], ("id", "category_id"), image_ids[i], "pred_segments")
+            gts.append(g)
+            preds.append(p)
+            gt_tabs.append(sorted(set(g) | {VOID}))      # VOID always has a row
+            pred_tabs.append(sorted(set(p) | {VOID}))    # and a column (void is not an unknown id)
+        counts = _pairs.pair_counts(gt, pred, _table(gt_tabs, gt.device),
+                                    _table(pred_tabs, gt.device), backend=self.backend).cpu()
+        for i in range(n):
+            self._add_image(counts[i], gts[i], preds[i], gt_tabs[i], pred_tabs[i], pred[i],
+                            image_ids[i])
+        self.images += n
+        return self
+
+    def _add_image(self, counts, gt_segms, pred_segms, gt_tab, pred_tab, pred_map, image_id):
+        G, P = len(gt_tab), len(pred_tab)
+        c = counts[:G + 1, :P + 1]  # row G / column P: ids in no table
+        # --- the prediction's sanity checks (panopticapi's order: PNG ids ascending, then JSON)
+        bad = {}
+        if int(c[:, P].sum()) > 0:  # PNG ids that the JSON does not list (rare: find them)
+            known = torch.tensor(pred_tab, dtype=torch.int64, device=pred_map.device)
+            ids = torch.unique(pred_map)
+            for u in ids[~torch.isin(ids.to(torch.int64), known)].tolist():
+                bad[u] = (f"In the image with ID {image_id} segment with ID {u} is presented in "
+                          f"PNG and not presented in JSON.")
+        area = c.sum(0)[:P]
+        seg_cols = [j for j, s in enumerate(pred_tab) if s in pred_segms]
+        for j in seg_cols:
+            s = pred_tab[j]
+            cat = pred_segms[s]["category_id"]
+            if int(area[j]) > 0 and cat not in self._index:
+                bad[s] = (f"In the image with ID {image_id} segment with ID {s} has unknown "
+                          f"category_id {cat}.")
+        if bad:
+            raise PanopticFormatError(bad[min(bad)])
+        missing = [pred_tab[j] for j in seg_cols if int(area[j]) == 0]
+        if missing:
+            raise PanopticFormatError(f"In the image with ID {image_id} the following segment IDs "
+                                      f"{missing} are presented in JSON and not presented in PNG.")
+
+        # --- matching: same category, gt not crowd, IoU > 0.5 (union without the pred's VOID part)
+        rows = [i for i, s in enumerate(gt_tab) if s in gt_segms]
+        ginfo = [gt_segms[gt_tab[i]] for i in rows]
+        gcat = torch.tensor([g["category_id"] for g in ginfo], dtype=torch.int64)
+        crowd = torch.tensor([g["iscrowd"] == 1 for g in ginfo], dtype=torch.bool)
+        garea = torch.tensor([float(g["area"]) for g in ginfo], dtype=torch.float64)
+        pcat = torch.tensor([pred_segms[pred_tab[j]]["category_id"] for j in seg_cols],
+                            dtype=torch.int64)
+        parea = area[seg_cols].to(torch.float64)
+        void = c[gt_tab.index(VOID), seg_cols]
+        inter = c[rows][:, seg_cols]
+        union = parea[None, :] + garea[:, None] - inter.to(torch.float64) - void.to(torch.float64)[None, :]
+        iou = inter.to(torch.float64) / union
+        match = (inter > 0) & ~crowd[:, None] & (gcat[:, None] == pcat[None, :]) & (iou > 0.5)
+
+        gcol = self._category_slots(gcat)  # -1: a category outside `categories` (not averaged)
+        pcol = self._category_slots(pcat)
+        known = gcol >= 0
+        self.tp.index_add_(0, gcol[known], match.sum(1)[known])
+        self.iou.index_add_(0, gcol[known], torch.where(match, iou, 0.0).sum(1)[known])
+        fn = ~match.any(1) & ~crowd & known
+        self.fn.index_add_(0, gcol[fn], torch.ones_like(gcol[fn]))
+
+        # --- false positives, excusing VOID + the category's crowd region over half the area
+        crowd_row = {}
+        for s, g in gt_segms.items():  # in JSON order: the last crowd segment of a category wins
+            if g["iscrowd"] == 1:
+                crowd_row[g["category_id"]] = gt_tab.index(s)
+        excused = void.clone()
+        for k, j in enumerate(seg_cols):
+            r = crowd_row.get(int(pcat[k]))
+            if r is not None:
+                excused[k] += c[r, j]
+        fp = ~match.any(0) & ~(excused.to(torch.float64) / parea > 0.5)
+        self.fp.index_add_(0, pcol[fp], torch.ones_like(pcol[fp]))
+
+    def _category_slots(self, cats):
+        return torch.tensor([self._index.get(c, -1) for c in cats.tolist()], dtype=torch.int64)
+
+    def stats(self):
+        """{category_id: {"iou", "tp", "fp", "fn"}}: the sums so far (Python numbers)."""
+        return {c: {"iou": float(self.iou[i]), "tp": int(self.tp[i]), "fp": int(self.fp[i]),
+                    "fn": int(self.fn[i])} for c, i in self._index.items()}
+
+    def compute(self):
+        """panopticapi's result: {"All", "Things", "Stuff": {"pq", "sq", "rq", "n"},
+        "per_class": {category_id: {"pq", "sq", "rq"}}} (Python floats)."""
+        stats = self.stats()
+        results = {}
+        for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
+            pq = sq = rq = 0.0
+            n = 0
+            per_class = {}
+            for cat, info in self.categories.items():
+                if isthing is not None and (info["isthing"] == 1) != isthing:
+                    continue
+                s = stats[cat]
+                tp, fp, fn, iou = s["tp"], s["fp"], s["fn"], s["iou"]
+                if tp + fp + fn == 0:
+                    per_class[cat] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+                    continue
+                n += 1
+                den = tp + 0.5 * fp + 0.5 * fn
+                per_class[cat] = {"pq": iou / den, "sq": iou / tp if tp != 0 else 0.0,
+                                  "rq": tp / den}
+                pq += per_class[cat]["pq"]
+                sq += per_class[cat]["sq"]
+                rq += per_class[cat]["rq"]
+            results[name] = ({"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n} if n else
+                             {"pq": math.nan, "sq": math.nan, "rq": math.nan, "n": 0})
+            if name == "All":
+                results["per_class"] = per_class
+        return results
+
+
+def _table(tabs, device):
+    """(N, max len) int64 sorted id tables, padded with INT64_MAX."""
+    width = max(len(t) for t in tabs)
+    rows = [t + [_PAD] * (width - len(t)) for t in tabs]
+    return torch.tensor(rows, dtype=torch.int64).to(device)
+
+
+def panoptic_quality(pred_panoptic, gt_panoptic, pred_segments, gt_segments, categories, *,
+                     backend="auto"):
+    """Panoptic Quality of predictions against ground truth, exactly panopticapi's ``pq_compute``.
+
+    Args:
+        pred_panoptic, gt_panoptic: one image — (H, W) integer segment ids or (H, W, 3) uint8 COCO
+            colours — a batch (N, H, W) / (N, H, W, 3) of equal-size images, or lists of images.
+        pred_segments, gt_segments: the images' ``segments_info`` (a list of dicts for one image,
+            a list of such lists for several). Ground truth: ``id``, ``category_id``, ``iscrowd``,
+            ``area`` (used as the segment's area, as panopticapi does); predictions: ``id``,
+            ``category_id``.
+        categories: COCO ``categories`` (list of dicts with ``id``, ``isthing``) or a dict.
+        backend: of the pairwise-intersection kernel ("auto", "triton", "cuda", "cpu", "torch").
+
+    Returns:
+        {"All", "Things", "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {id: {"pq", "sq", "rq"}}}
+    """
+    meter = PanopticQuality(categories, backend=backend)
+    if isinstance(pred_panoptic, (list, tuple)) or isinstance(gt_panoptic, (list, tuple)):
+        if not (isinstance(pred_panoptic, (list, tuple)) and isinstance(gt_panoptic, (list, tuple))
+                and len(pred_panoptic) == len(gt_panoptic) == len(pred_segments)
+                == len(gt_segments)):
+            raise ValueError("pred_panoptic, gt_panoptic, pred_segments and gt_segments must be "
+                             "lists of the same length (one entry per image)")
+        for i, (p, g, ps, gs) in enumerate(zip(pred_panoptic, gt_panoptic, pred_segments,
+                                               gt_segments)):
+            meter.update(p, g, list(ps), list(gs), image_ids=[i])
+    else:
+        meter.update(pred_panoptic, gt_panoptic, pred_segments, gt_segments)
+    return meter.compute()

@@ -325,14 +325,24 @@ def markdown_table(rows, columns=COLUMNS):
     return "\n".join([line(columns), rule] + [line(row) for row in cells])
 
 
-def write_csv(path, rows):
+def plain_table(rows, columns, fmt):
+    """A left-aligned markdown table of ``rows`` (dicts), cells formatted by ``fmt(key, value)``."""
+    cells = [[fmt(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def write_csv(path, rows, columns=CSV_COLUMNS):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r[k] is None else f"{r[k]:.6g}" if isinstance(r[k], float)
-                                 else r[k]) for k in CSV_COLUMNS})
+            writer.writerow({k: ("" if r.get(k) is None else f"{r[k]:.6g}"
+                                 if isinstance(r[k], float) else r[k]) for k in columns})
 
 
 def _git_describe():

@@ -177,12 +177,7 @@ def main(argv=None):
     wanted = {m.strip() for m in args.models.split(",") if m.strip()}
     rows = run(args.quick, device, wanted, log)
     print(f"# pydense model benchmarks ({common.device_name(device)}, {'quick' if args.quick else 'full'})\n")
-    cells = [[_fmt(c, r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(COLUMNS)]
-    print("| " + " | ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells:
-        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |")
+    print(common.plain_table(rows, COLUMNS, _fmt))
     path = os.path.join(args.out, common.device_name(device), "models.csv")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="") as f:

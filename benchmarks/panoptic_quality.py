@@ -1,0 +1,167 @@
+"""Panoptic Quality benchmark: ``python -m benchmarks.panoptic_quality [--quick] [--device cuda]``.
+
+A synthetic COCO-sized evaluation set (500 images of 640x480 with 20-60 segments each, VOID and
+crowd regions, jittered and missed predictions; --quick: 8 images of 160x120), already decoded into
+int32 id maps (PNG decoding is the same for everyone and left out). Side by side, in one run:
+
+* "reference": the straightforward implementation of panopticapi's rules (numpy.unique of
+  gt * 2^24 + pred keys and Python dicts, one image at a time, on the CPU — what panopticapi's
+  per-process loop does);
+* "pydense-<backend>": :class:`pydense.metrics.PanopticQuality` on the device, one image per
+  update ("per-image") and 50 images per update ("batched", one pair-count launch);
+* the pairwise counting alone ("pairs" rows) over a batch of 50 images: pydense's histogram
+  kernel vs ``torch.unique(gt * 2^24 + pred, return_counts=True)`` on the device ("unique"), with
+  GB/s (the two int32 maps read once) and the fraction of the measured copy bandwidth.
+
+Reported: images/s (whole-set passes; median of 3, 1 for the reference) and, for the pairs rows,
+the median time per batch. Every pydense row's PQ/SQ/RQ is checked against the reference.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from pydense.metrics import PanopticQuality
+from pydense.metrics.panoptic import _table
+from pydense.ops import panoptic_pairs
+
+from . import common
+
+sys.path.insert(0, os.path.join(common.REPO_ROOT, "tests"))
+from panoptic_data import make_categories, random_image, reference_pq  # noqa: E402
+
+COLUMNS = ("case", "mode", "provider", "images", "images/s", "median_ms", "GB/s", "%copy_BW",
+           "speedup_vs_reference", "check")
+BATCH = 50
+
+
+def dataset(quick, seed=0):
+    rng = np.random.default_rng(seed)
+    n, h, w = (8, 120, 160) if quick else (500, 480, 640)
+    cats = make_categories(80, 53)  # COCO panoptic: 80 thing and 53 stuff categories
+    imgs = []
+    for _ in range(n):
+        gt, pred, gs, ps = random_image(rng, h, w, int(rng.integers(20, 61)), cats)
+        imgs.append((gt.astype(np.int32), pred.astype(np.int32), gs, ps))
+    return imgs, cats
+
+
+def _passes(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _same(got, want):
+    return all(got[k]["n"] == want[k]["n"] and all(
+        abs(got[k][m] - want[k][m]) <= 1e-9 for m in ("pq", "sq", "rq"))
+        for k in ("All", "Things", "Stuff"))
+
+
+def backends(device):
+    return ["triton", "cuda", "torch"] if device.type == "cuda" else ["cpu", "torch"]
+
+
+def run(quick, device, log=None):
+    imgs, cats = dataset(quick)
+    n = len(imgs)
+    h, w = imgs[0][0].shape
+    case = f"{n} x {h}x{w}"
+    rows = []
+    start = time.perf_counter()
+    want, _ = reference_pq(imgs, cats)
+    ref_s = time.perf_counter() - start
+    rows.append({"case": case, "mode": "per-image", "provider": "reference", "images": n,
+                 "images/s": n / ref_s, "check": "ref"})
+    gts = [torch.from_numpy(i[0]).to(device) for i in imgs]
+    preds = [torch.from_numpy(i[1]).to(device) for i in imgs]
+    batches = [(torch.stack(preds[b:b + BATCH]), torch.stack(gts[b:b + BATCH]),
+                [i[3] for i in imgs[b:b + BATCH]], [i[2] for i in imgs[b:b + BATCH]])
+               for b in range(0, n, BATCH)]
+    for backend in backends(device):
+        for mode in ("per-image", "batched"):
+            def once():
+                meter = PanopticQuality(cats, backend=backend)
+                if mode == "per-image":
+                    for g, p, (_, _, gs, ps) in zip(gts, preds, imgs):
+                        meter.update(p, g, ps, gs)
+                else:
+                    for b in batches:
+                        meter.update(*b)
+                return meter.compute()
+            try:
+                got = once()  # warm-up (compiles the Triton kernels)
+                secs = _passes(once, 1 if quick else 3)
+                check = "ok" if _same(got, want) else "FAILED"
+                rows.append({"case": case, "mode": mode, "provider": f"pydense-{backend}",
+                             "images": n, "images/s": n / secs, "check": check,
+                             "speedup_vs_reference": ref_s / secs})
+            except Exception as e:  # noqa: BLE001  (report, keep benchmarking the others)
+                rows.append({"case": case, "mode": mode, "provider": f"pydense-{backend}",
+                             "images": n, "check": f"ERROR {type(e).__name__}: {e}"[:160]})
+            if log:
+                log(f"{backend} {mode}: {rows[-1]}")
+
+    # the pairwise counting alone, one batch
+    copy_bw = common.copy_bandwidth(device)
+    pred_b, gt_b, ps, gs = batches[0]
+    gt_tab = _table([sorted({s["id"] for s in x} | {0}) for x in gs], device)
+    pred_tab = _table([sorted({s["id"] for s in x} | {0}) for x in ps], device)
+    nbytes = gt_b.numel() * 4 * 2
+    fns = {"unique": lambda: torch.unique(gt_b.to(torch.int64) * (1 << 24) + pred_b,
+                                          return_counts=True)}
+    for backend in backends(device):
+        fns[f"pydense-{backend}"] = (lambda b: lambda: panoptic_pairs.pair_counts(
+            gt_b, pred_b, gt_tab, pred_tab, backend=b))(backend)
+    base = None
+    for name, fn in fns.items():
+        fn()
+        ms = common.bench_ms(fn, device)
+        base = base or ms
+        gbs = nbytes / ms / 1e6
+        rows.append({"case": f"{gt_b.shape[0]} x {h}x{w}", "mode": "pairs", "provider": name,
+                     "images": gt_b.shape[0], "images/s": gt_b.shape[0] / ms * 1e3,
+                     "median_ms": ms, "GB/s": gbs, "%copy_BW": 100 * gbs / copy_bw,
+                     "speedup_vs_reference": base / ms, "check": "ran"})
+    return rows
+
+
+def _fmt(key, v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.2f}x" if key == "speedup_vs_reference" else f"{v:.4g}"
+    return str(v)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.panoptic_quality",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="8 small images (CPU / CI smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=("cuda", "cpu"))
+    parser.add_argument("--out", default=common.RESULTS_DIR,
+                        help="results root (OUT/<device>/panoptic_quality.csv)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    start = time.perf_counter()
+    rows = run(args.quick, device, log)
+    print(f"# pydense Panoptic Quality ({common.device_name(device)}, "
+          f"{'quick' if args.quick else 'full'})\n")
+    print(common.plain_table(rows, COLUMNS, _fmt))
+    path = os.path.join(args.out, common.device_name(device), "panoptic_quality.csv")
+    common.write_csv(path, rows, COLUMNS)
+    print(f"\nresults: {path} ({time.perf_counter() - start:.1f} s)")
+    return 1 if any(str(r["check"]).startswith(("FAILED", "ERROR")) for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

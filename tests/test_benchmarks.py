@@ -46,3 +46,17 @@ def test_model_benchmark_smoke(tmp_path):
     assert {(r["mode"], r["provider"]) for r in rows} == {(m, p) for m in ("infer", "train")
                                                          for p in ("pydense", "eager")}
     assert all(r["check"] in ("ok", "ran") and r["median_ms"] > 0 for r in rows)
+
+
+def test_panoptic_quality_benchmark_smoke():
+    """The PQ benchmark runs end to end on CPU (quick) and every pydense row agrees with the
+    straightforward reference."""
+    import torch
+
+    from benchmarks import panoptic_quality
+
+    rows = panoptic_quality.run(quick=True, device=torch.device("cpu"))
+    providers = {(r["mode"], r["provider"]) for r in rows}
+    assert {("per-image", "reference"), ("batched", "pydense-cpu"), ("pairs", "unique")} <= providers
+    assert all(r["check"] in ("ok", "ran", "ref") for r in rows), rows
+    assert all(r["images/s"] > 0 for r in rows)

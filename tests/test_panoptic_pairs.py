@@ -9,6 +9,8 @@ torch (skipped without a GPU).
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pydense
 from pydense.ops import panoptic_pairs as ops
@@ -224,6 +226,16 @@ def test_opcheck_and_compile(backend):
     assert explain.graph_break_count == 0 and explain.graph_count == 1
     out = torch.compile(fn, fullgraph=True, backend="aot_eager")(gt, pred, gt_ids, pred_ids)
     assert np.array_equal(out.numpy(), oracle(gt, pred, gt_ids, pred_ids))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), h=st.integers(1, 13), w=st.integers(1, 13), g=st.integers(0, 20),
+       p=st.integers(0, 20), seed=st.integers(0, 2**16), i32=st.booleans(),
+       backend=st.sampled_from(CPU_BACKENDS))
+def test_hypothesis_matches_oracle(n, h, w, g, p, seed, i32, backend):
+    gt, pred, gt_ids, pred_ids = make_case(n, h, w, g, p, seed, high=30)
+    counts = pair_counts(gt.int() if i32 else gt, pred, gt_ids, pred_ids, backend=backend)
+    assert np.array_equal(counts.numpy(), oracle(gt, pred, gt_ids, pred_ids))
 
 
 def test_auto_backend_resolves():

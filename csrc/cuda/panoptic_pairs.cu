@@ -52,7 +52,7 @@ __global__ void histogram_kernel(const TG* __restrict__ gt, const TP* __restrict
   const int64_t* ptab = pred_ids + n * P;
   const TG* gimg = gt + I(n) * gs.v[0];
   const TP* pimg = pred + I(n) * ps.v[0];
-  unsigned long long* total = reinterpret_cast<unsigned long long*>(dst + n * bins);
+  unsigned long long* image_counts = reinterpret_cast<unsigned long long*>(dst + n * bins);
   const I begin = I(blk) * per_block;
   const I end = begin + per_block < HW ? begin + per_block : HW;
   for (I l = begin + I(threadIdx.x); l < end; l += I(blockDim.x)) {
@@ -63,7 +63,7 @@ __global__ void histogram_kernel(const TG* __restrict__ gt, const TP* __restrict
     if (shared) {
       atomicAdd(&counts[b], 1u);
     } else {
-      atomicAdd(total + b, 1ull);
+      atomicAdd(image_counts + b, 1ull);
     }
   }
   if (shared) {

@@ -66,4 +66,11 @@ TORCH_LIBRARY(pydense, m) {
   m.def(
       "_confusion_matrix(Tensor pred, Tensor target, int num_classes, int ignore_index, "
       "Tensor(a!) out) -> ()");
+  // Panoptic pair counts (csrc/common/panoptic_pairs.h): out[n, i, j] = pixels of image n with
+  // ground-truth id gt_ids[n, i] and predicted id pred_ids[n, j] (index G or P: an id absent from
+  // the image's sorted table row); gt and pred are (N, H, W) int32/int64 id maps, the tables
+  // (N, G) and (N, P) int64; out is a contiguous (N, G + 1, P + 1) int64 tensor. Deterministic.
+  m.def(
+      "_panoptic_pair_counts(Tensor gt, Tensor pred, Tensor gt_ids, Tensor pred_ids, "
+      "Tensor(a!) out) -> ()");
 }

@@ -118,6 +118,16 @@ def require(backend, device, op):
     raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
 
 
+def compiled_or_torch(device):
+    """The compiled kernels of ``device`` ("cuda" or "cpu") when built, else "torch": where an op
+    goes when it leaves Triton beyond the Triton kernels' limits."""
+    if device.type == "cuda" and cuda_kernels_built():
+        return "cuda"
+    if device.type == "cpu" and extension_available():
+        return "cpu"
+    return "torch"
+
+
 def resolve(backend, device, op):
     """The concrete backend for ``op`` on ``device``; checks it can run, before any kernel."""
     if not isinstance(backend, str) or backend not in BACKENDS:

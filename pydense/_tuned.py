@@ -19,6 +19,7 @@ AUTO_BACKEND = {
     "upsample_concat": {"cuda": "triton", "cpu": "cpu"},
     "fcn_skip": {"cuda": "triton", "cpu": "cpu"},
     "confusion_matrix": {"cuda": "triton", "cpu": "cpu"},
+    "panoptic_pair_counts": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.

@@ -13,6 +13,9 @@ the tensor-core (C >= 16) and direct paths, C = 1; forward and backward. confusi
 (uint8/int64) and logits (every float dtype, both layouts), ignore pixels, out-of-range labels
 with checks off (dropped, never addressed), K = 19 (shared-memory histograms on CUDA) and K = 150
 (global partials on CUDA, several bin slices on Triton), a size that leaves a partial last block.
+panoptic pair counts: 41 x 31 bins (shared-memory histograms on CUDA) and 151 x 101 (global
+integer atomics on CUDA, 8 bin slices on Triton), empty tables, int32 transposed and int64 maps,
+ids absent from the tables.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -132,6 +135,16 @@ def main():
                 for fmt in (torch.contiguous_format, torch.channels_last):
                     x = torch.randn(n, k, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
                     pydense.metrics.confusion_matrix(x, t, k, backend=backend, check_labels=False)
+    pad = torch.iinfo(torch.int64).max
+    for backend in ("cuda", "triton"):
+        for g, p, (n, h, w) in ((40, 30, (3, 37, 53)), (150, 100, (2, 23, 29)), (0, 5, (2, 9, 7))):
+            gt_ids = torch.sort(torch.randint(0, 300, (n, g), device="cuda"), dim=1).values
+            pred_ids = torch.sort(torch.randint(0, 300, (n, p), device="cuda"), dim=1).values
+            if g:
+                gt_ids[0, -3:] = pad
+            gt = torch.randint(0, 320, (n, w, h), device="cuda", dtype=torch.int32).transpose(1, 2)
+            pred = torch.randint(0, 320, (n, h, w), device="cuda")
+            pydense.ops.panoptic_pairs.pair_counts(gt, pred, gt_ids, pred_ids, backend=backend)
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

@@ -53,5 +53,17 @@ __device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last
   }
 }
 
+// out[b] = sum over rows r = 0..rows-1 of partials[r * cols + b], in that fixed order (one thread
+// per column b): the deterministic second pass of the histogram kernels.
+template <typename T>
+__global__ void sum_rows_kernel(const T* __restrict__ partials, T* __restrict__ out, int64_t rows,
+                                int64_t cols) {
+  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= cols) return;
+  T acc = 0;
+  for (int64_t r = 0; r < rows; ++r) acc += partials[r * cols + b];  // fixed order
+  out[b] = acc;
+}
+
 }  // namespace cuda
 }  // namespace pydense

@@ -5,8 +5,8 @@
 // a private histogram: 32-bit counters in shared memory when K * K * 4 bytes fit (K <= 110), else
 // 64-bit counters in the block's own row of the zeroed partials buffer. Either way the counting
 // uses integer atomics only (exact whatever their order), and the block's histogram lands in row b
-// of partials (P, K * K) int64. Pass 2 (reduce_kernel): cm[bin] = sum over b = 0..P-1 in that
-// fixed order, one thread per bin. No float atomics, no atomics across blocks.
+// of partials (P, K * K) int64. Pass 2 (sum_rows_kernel, cuda_launch.cuh): cm[bin] = sum over
+// b = 0..P-1 in that fixed order, one thread per bin. No float atomics, no atomics across blocks.
 // Per-pixel math: csrc/common/confusion_matrix.h, shared with the CPU kernel.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -85,15 +85,6 @@ __global__ void histogram_kernel(const P* __restrict__ pred, const T* __restrict
   }
 }
 
-__global__ void reduce_kernel(const int64_t* __restrict__ partials, int64_t* __restrict__ cm,
-                              int64_t blocks, int64_t KK) {
-  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= KK) return;
-  int64_t acc = 0;
-  for (int64_t p = 0; p < blocks; ++p) acc += partials[p * KK + b];  // fixed order
-  cm[b] = acc;
-}
-
 void confusion_matrix_cuda(const at::Tensor& pred, const at::Tensor& target, int64_t K,
                            int64_t ignore_index, const at::Tensor& out) {
   check_args(pred, target, K, out);
@@ -147,7 +138,7 @@ void confusion_matrix_cuda(const at::Tensor& pred, const at::Tensor& target, int
       });
     }
   });
-  reduce_kernel<<<unsigned((KK + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+  sum_rows_kernel<<<unsigned((KK + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
       partials.const_data_ptr<int64_t>(), out.mutable_data_ptr<int64_t>(), blocks, KK);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

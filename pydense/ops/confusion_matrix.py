@@ -140,9 +140,7 @@ def confusion_matrix(pred, target, num_classes, *, ignore_index=255, backend="au
         if requested == "triton":
             raise ValueError(f"{OP}: backend='triton' supports num_classes <= {TRITON_MAX_CLASSES}, "
                              f"got {num_classes}; use backend='cuda', 'cpu' or 'torch'")
-        backend = ("cuda" if target.device.type == "cuda" and _backend.cuda_kernels_built()
-                   else "cpu" if target.device.type == "cpu" and _backend.extension_available()
-                   else "torch")
+        backend = _backend.compiled_or_torch(target.device)
     if check_labels:
         check_label_range(pred, target, num_classes, ignore_index)
     return confusion_matrix_op(pred, target, num_classes, ignore_index, backend)

@@ -1,0 +1,90 @@
+// CPU kernel of the panoptic pair counts. The rows (n, h) of the maps are cut into a fixed number
+// of chunks of contiguous rows (independent of the thread count); each chunk counts into its own
+// int64 histogram over the (image, bin) pairs of the images it touches, chunks run in parallel,
+// and the histograms are summed in chunk order. Per-pixel math (id lookup, bin):
+// csrc/common/panoptic_pairs.h, shared with the CUDA kernel.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common/panoptic_pairs.h"
+#include "../common/panoptic_pairs_checks.h"
+
+namespace pydense {
+namespace panoptic_pairs {
+namespace {
+
+constexpr int64_t kChunkPixels = 1 << 16;
+constexpr int64_t kMaxChunks = 64;
+constexpr int64_t kMaxPartialBins = int64_t(1) << 24;  // chunks * N * bins int64 (128 MiB)
+
+template <typename TG, typename TP>
+void histogram(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& gt_ids,
+               const at::Tensor& pred_ids, int64_t* out) {
+  const int64_t N = gt.size(0), H = gt.size(1), W = gt.size(2);
+  const int64_t G = gt_ids.size(1), P = pred_ids.size(1);
+  const int64_t B = (G + 1) * (P + 1), NB = N * B, rows = N * H;
+  const int64_t gs0 = gt.stride(0), gs1 = gt.stride(1), gs2 = gt.stride(2);
+  const int64_t ps0 = pred.stride(0), ps1 = pred.stride(1), ps2 = pred.stride(2);
+  const TG* g = gt.const_data_ptr<TG>();
+  const TP* p = pred.const_data_ptr<TP>();
+  const int64_t* gid = gt_ids.const_data_ptr<int64_t>();  // contiguous (N, G)
+  const int64_t* pid = pred_ids.const_data_ptr<int64_t>();  // contiguous (N, P)
+  const int64_t g_step = top_step(G), p_step = top_step(P);
+  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / std::max<int64_t>(W, 1));
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(
+      {(rows + rows_per_chunk - 1) / rows_per_chunk, kMaxChunks, kMaxPartialBins / NB}));
+  const int64_t per = (rows + chunks - 1) / chunks;
+  std::vector<int64_t> partials(size_t(chunks * NB), 0);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      int64_t* hist = partials.data() + ch * NB;
+      const int64_t lo = ch * per, hi = std::min(rows, lo + per);
+      for (int64_t row = lo; row < hi; ++row) {
+        const int64_t n = row / H, h = row % H;
+        const TG* grow = g + n * gs0 + h * gs1;
+        const TP* prow = p + n * ps0 + h * ps1;
+        const int64_t* gtab = gid + n * G;
+        const int64_t* ptab = pid + n * P;
+        int64_t* ihist = hist + n * B;
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t gi = index_of(gtab, G, g_step, int64_t(grow[w * gs2]));
+          const int64_t pj = index_of(ptab, P, p_step, int64_t(prow[w * ps2]));
+          ++ihist[bin_of(gi, pj, P)];
+        }
+      }
+    }
+  });
+  std::fill(out, out + NB, int64_t(0));
+  for (int64_t ch = 0; ch < chunks; ++ch)  // fixed order
+    for (int64_t b = 0; b < NB; ++b) out[b] += partials[size_t(ch * NB + b)];
+}
+
+void panoptic_pair_counts_cpu(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& gt_ids,
+                              const at::Tensor& pred_ids, const at::Tensor& out) {
+  check_args(gt, pred, gt_ids, pred_ids, out);
+  int64_t* o = out.mutable_data_ptr<int64_t>();
+  if (gt.numel() == 0) {
+    std::fill(o, o + out.numel(), int64_t(0));
+    return;
+  }
+  const at::Tensor gids = gt_ids.contiguous(), pids = pred_ids.contiguous();
+  AT_DISPATCH_INDEX_TYPES(gt.scalar_type(), "panoptic_pair_counts_cpu", [&] {
+    using TG = index_t;
+    AT_DISPATCH_INDEX_TYPES(pred.scalar_type(), "panoptic_pair_counts_cpu", [&] {
+      histogram<TG, index_t>(gt, pred, gids, pids, o);
+    });
+  });
+}
+
+}  // namespace
+}  // namespace panoptic_pairs
+}  // namespace pydense
+
+TORCH_LIBRARY_IMPL(pydense, CPU, m) {
+  m.impl("_panoptic_pair_counts", &pydense::panoptic_pairs::panoptic_pair_counts_cpu);
+}

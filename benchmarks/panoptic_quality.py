@@ -9,12 +9,11 @@ int32 id maps (PNG decoding is the same for everyone and left out). Side by side
   per-process loop does);
 * "pydense-<backend>": :class:`pydense.metrics.PanopticQuality` on the device, one image per
   update ("per-image") and 50 images per update ("batched", one pair-count launch);
-* the pairwise counting alone ("pairs" rows) over a batch of 50 images: pydense's histogram
-  kernel vs ``torch.unique(gt * 2^24 + pred, return_counts=True)`` on the device ("unique"), with
-  GB/s (the two int32 maps read once) and the fraction of the measured copy bandwidth.
 
-Reported: images/s (whole-set passes; median of 3, 1 for the reference) and, for the pairs rows,
-the median time per batch. Every pydense row's PQ/SQ/RQ is checked against the reference.
+Reported: images/s (whole-set passes; median of 3, 1 for the reference) and the speedup over the
+reference. Every pydense row's PQ/SQ/RQ is checked against the reference. The pair-count kernel
+alone (GB/s, fraction of the copy bandwidth) is in ``python -m benchmarks --ops
+panoptic_pair_counts``.
 """
 import argparse
 import os
@@ -25,16 +24,13 @@ import numpy as np
 import torch
 
 from pydense.metrics import PanopticQuality
-from pydense.metrics.panoptic import _table
-from pydense.ops import panoptic_pairs
 
 from . import common
 
 sys.path.insert(0, os.path.join(common.REPO_ROOT, "tests"))
 from panoptic_data import make_categories, random_image, reference_pq  # noqa: E402
 
-COLUMNS = ("case", "mode", "provider", "images", "images/s", "median_ms", "GB/s", "%copy_BW",
-           "speedup_vs_reference", "check")
+COLUMNS = ("case", "mode", "provider", "images", "images/s", "speedup_vs_reference", "check")
 BATCH = 50
 
 
@@ -108,27 +104,6 @@ def run(quick, device, log=None):
             if log:
                 log(f"{backend} {mode}: {rows[-1]}")
 
-    # the pairwise counting alone, one batch
-    copy_bw = common.copy_bandwidth(device)
-    pred_b, gt_b, ps, gs = batches[0]
-    gt_tab = _table([sorted({s["id"] for s in x} | {0}) for x in gs], device)
-    pred_tab = _table([sorted({s["id"] for s in x} | {0}) for x in ps], device)
-    nbytes = gt_b.numel() * 4 * 2
-    fns = {"unique": lambda: torch.unique(gt_b.to(torch.int64) * (1 << 24) + pred_b,
-                                          return_counts=True)}
-    for backend in backends(device):
-        fns[f"pydense-{backend}"] = (lambda b: lambda: panoptic_pairs.pair_counts(
-            gt_b, pred_b, gt_tab, pred_tab, backend=b))(backend)
-    base = None
-    for name, fn in fns.items():
-        fn()
-        ms = common.bench_ms(fn, device)
-        base = base or ms
-        gbs = nbytes / ms / 1e6
-        rows.append({"case": f"{gt_b.shape[0]} x {h}x{w}", "mode": "pairs", "provider": name,
-                     "images": gt_b.shape[0], "images/s": gt_b.shape[0] / ms * 1e3,
-                     "median_ms": ms, "GB/s": gbs, "%copy_BW": 100 * gbs / copy_bw,
-                     "speedup_vs_reference": base / ms, "check": "ran"})
     return rows
 
 

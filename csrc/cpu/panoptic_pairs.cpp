@@ -51,9 +51,20 @@ void histogram(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& g
         const int64_t* gtab = gid + n * G;
         const int64_t* ptab = pid + n * P;
         int64_t* ihist = hist + n * B;
+        // Segments come in runs along a row: search only when an id differs from its left
+        // neighbour's (the cached index of id 0 starts the row).
+        int64_t gx_last = 0, px_last = 0;
+        int64_t gi = index_of(gtab, G, g_step, 0), pj = index_of(ptab, P, p_step, 0);
         for (int64_t w = 0; w < W; ++w) {
-          const int64_t gi = index_of(gtab, G, g_step, int64_t(grow[w * gs2]));
-          const int64_t pj = index_of(ptab, P, p_step, int64_t(prow[w * ps2]));
+          const int64_t gx = int64_t(grow[w * gs2]), px = int64_t(prow[w * ps2]);
+          if (gx != gx_last) {
+            gi = index_of(gtab, G, g_step, gx);
+            gx_last = gx;
+          }
+          if (px != px_last) {
+            pj = index_of(ptab, P, p_step, px);
+            px_last = px;
+          }
           ++ihist[bin_of(gi, pj, P)];
         }
       }

@@ -215,16 +215,16 @@ class PanopticQuality:
                 bad[u] = (f"In the image with ID {image_id} segment with ID {u} is presented in "
                           f"PNG and not presented in JSON.")
         area = c.sum(0)[:P]
-        seg_cols = [j for j, s in enumerate(pred_tab) if s in pred_segms]
-        for j in seg_cols:
-            s = pred_tab[j]
-            cat = pred_segms[s]["category_id"]
-            if int(area[j]) > 0 and cat not in self._index:
-                bad[s] = (f"In the image with ID {image_id} segment with ID {s} has unknown "
-                          f"category_id {cat}.")
+        area_list = area.tolist()
+        cols = [j for j, s in enumerate(pred_tab) if s in pred_segms]
+        pinfo = [pred_segms[pred_tab[j]] for j in cols]
+        for j, p in zip(cols, pinfo):
+            if area_list[j] > 0 and p["category_id"] not in self._index:
+                bad[pred_tab[j]] = (f"In the image with ID {image_id} segment with ID "
+                                    f"{pred_tab[j]} has unknown category_id {p['category_id']}.")
         if bad:
             raise PanopticFormatError(bad[min(bad)])
-        missing = [pred_tab[j] for j in seg_cols if int(area[j]) == 0]
+        missing = [pred_tab[j] for j in cols if area_list[j] == 0]
         if missing:
             raise PanopticFormatError(f"In the image with ID {image_id} the following segment IDs "
                                       f"{missing} are presented in JSON and not presented in PNG.")
@@ -232,20 +232,21 @@ class PanopticQuality:
         # --- matching: same category, gt not crowd, IoU > 0.5 (union without the pred's VOID part)
         rows = [i for i, s in enumerate(gt_tab) if s in gt_segms]
         ginfo = [gt_segms[gt_tab[i]] for i in rows]
-        gcat = torch.tensor([g["category_id"] for g in ginfo], dtype=torch.int64)
+        gcat_list = [g["category_id"] for g in ginfo]
+        pcat_list = [p["category_id"] for p in pinfo]
+        gcat = torch.tensor(gcat_list, dtype=torch.int64)
+        pcat = torch.tensor(pcat_list, dtype=torch.int64)
         crowd = torch.tensor([g["iscrowd"] == 1 for g in ginfo], dtype=torch.bool)
         garea = torch.tensor([float(g["area"]) for g in ginfo], dtype=torch.float64)
-        pcat = torch.tensor([pred_segms[pred_tab[j]]["category_id"] for j in seg_cols],
-                            dtype=torch.int64)
-        parea = area[seg_cols].to(torch.float64)
-        void = c[gt_tab.index(VOID), seg_cols]
-        inter = c[rows][:, seg_cols]
-        union = parea[None, :] + garea[:, None] - inter.to(torch.float64) - void.to(torch.float64)[None, :]
-        iou = inter.to(torch.float64) / union
+        cols_t = torch.tensor(cols, dtype=torch.int64)
+        parea = area[cols_t].to(torch.float64)
+        void = c[gt_tab.index(VOID)][cols_t]
+        inter = c[torch.tensor(rows, dtype=torch.int64)][:, cols_t]
+        inter_f = inter.to(torch.float64)
+        iou = inter_f / (parea[None, :] + garea[:, None] - inter_f - void.to(torch.float64)[None, :])
         match = (inter > 0) & ~crowd[:, None] & (gcat[:, None] == pcat[None, :]) & (iou > 0.5)
 
-        gcol = self._category_slots(gcat)  # -1: a category outside `categories` (not averaged)
-        pcol = self._category_slots(pcat)
+        gcol = self._category_slots(gcat_list)  # -1: a category outside `categories`
         known = gcol >= 0
         self.tp.index_add_(0, gcol[known], match.sum(1)[known])
         self.iou.index_add_(0, gcol[known], torch.where(match, iou, 0.0).sum(1)[known])
@@ -257,16 +258,16 @@ class PanopticQuality:
         for s, g in gt_segms.items():  # in JSON order: the last crowd segment of a category wins
             if g["iscrowd"] == 1:
                 crowd_row[g["category_id"]] = gt_tab.index(s)
-        excused = void.clone()
-        for k, j in enumerate(seg_cols):
-            r = crowd_row.get(int(pcat[k]))
-            if r is not None:
-                excused[k] += c[r, j]
+        excused = void
+        if crowd_row:
+            r = torch.tensor([crowd_row.get(k, G) for k in pcat_list], dtype=torch.int64)
+            excused = void + torch.where(r < G, c[r, cols_t], 0)  # row G: not a crowd
         fp = ~match.any(0) & ~(excused.to(torch.float64) / parea > 0.5)
+        pcol = self._category_slots(pcat_list)
         self.fp.index_add_(0, pcol[fp], torch.ones_like(pcol[fp]))
 
     def _category_slots(self, cats):
-        return torch.tensor([self._index.get(c, -1) for c in cats.tolist()], dtype=torch.int64)
+        return torch.tensor([self._index.get(k, -1) for k in cats], dtype=torch.int64)
 
     def stats(self):
         """{category_id: {"iou", "tp", "fp", "fn"}}: the sums so far (Python numbers)."""

@@ -6,12 +6,12 @@
 #
 #   bash scripts/gpu_check.sh            (or: make gpu-check)
 #   bash scripts/gpu_check.sh build,tests    only some steps (for 10-minute command limits: run
-#                                            "build,tests,sanitizer", then "build,bench,bench-conv",
+#                                            "build,tests,sanitizer,bench-eval", then "build,bench,bench-conv",
 #                                            then "build,bench-models")
 # Steps: build, tests, sanitizer, bench (memory-bound ops), bench-conv (convolutions, with
-# torch.compile max-autotune), bench-models (the models), all by default. The AOT-compile tests are CI's (no GPU needed).
+# torch.compile max-autotune), bench-models (the models), bench-eval (Panoptic Quality images/s), all by default. The AOT-compile tests are CI's (no GPU needed).
 set -uo pipefail
-STEPS=",${1:-build,tests,sanitizer,bench,bench-conv,bench-models},"
+STEPS=",${1:-build,tests,sanitizer,bench,bench-conv,bench-models,bench-eval},"
 want() { [[ "$STEPS" == *",$1,"* ]]; }
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
@@ -68,6 +68,12 @@ if want bench-models; then
 step "benchmarks (models: pydense vs eager vs torch.compile max-autotune)"
 timeout 540 "$PY" -m benchmarks.models --out "$OUT" > "$OUT/bench_models.md" 2>&1 || status=1
 head -100 "$OUT/bench_models.md"
+fi
+
+if want bench-eval; then
+step "benchmarks (Panoptic Quality: pydense vs the straightforward reference)"
+timeout 120 "$PY" -m benchmarks.panoptic_quality --out "$OUT" > "$OUT/bench_pq.md" 2>&1 || status=1
+head -30 "$OUT/bench_pq.md"
 fi
 
 step "done: status $status"

@@ -19,7 +19,8 @@ AUTO_BACKEND = {
     "upsample_concat": {"cuda": "triton", "cpu": "cpu"},
     "fcn_skip": {"cuda": "triton", "cpu": "cpu"},
     "confusion_matrix": {"cuda": "triton", "cpu": "cpu"},
+    "instance_coverage": {"cuda": "triton", "cpu": "cpu"},
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.
-MEASURED_AS = {"pixel_unshuffle": "pixel_shuffle"}
+MEASURED_AS = {"pixel_unshuffle": "pixel_shuffle", "instance_coverage": "panoptic_fuse"}

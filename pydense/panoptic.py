@@ -28,6 +28,7 @@ import numbers
 
 import torch
 
+from . import _backend
 from .ops import instance_coverage as coverage
 
 OP = "panoptic.fuse"
@@ -141,6 +142,11 @@ def _unique_patterns(patterns):
     return torch.unique(flat, dim=0, sorted=True, return_inverse=True, return_counts=True)
 
 
+# Up to this many (pattern, rank) incidences the decisions run on Python lists (microseconds per
+# rank); beyond it, on CPU tensors (a few vectorised ops per rank). Both give the same result.
+PYTHON_DECISIONS_MAX = 1 << 15
+
+
 def _paste_decisions(uniq, counts, order, overlap):
     """The sequential paste rule, decided exactly on the table of distinct patterns (CPU).
 
@@ -154,11 +160,33 @@ def _paste_decisions(uniq, counts, order, overlap):
     ranks = torch.arange(K)
     holds = ((uniq[:, ranks // _BITS] >> (ranks % _BITS)) & 1).bool()  # (U, K)
     rank_of, pattern_of = holds.t().nonzero(as_tuple=True)  # sorted by rank
-    members = torch.split(pattern_of, torch.bincount(rank_of, minlength=K).tolist())
-    member_counts = torch.split(counts[pattern_of], [m.numel() for m in members])
+    sizes = torch.bincount(rank_of, minlength=K).tolist()
+    kept = []
+    if pattern_of.numel() <= PYTHON_DECISIONS_MAX:
+        members = pattern_of.tolist()
+        count = counts.tolist()
+        taken = [False] * U
+        seg = [0] * U
+        begin = 0
+        for r, size in enumerate(sizes):
+            mine = members[begin:begin + size]
+            begin += size
+            area = sum(count[u] for u in mine)
+            if area == 0:
+                continue
+            intersect = sum(count[u] for u in mine if taken[u])
+            if intersect / area > overlap:
+                continue
+            kept.append((r, area - intersect))
+            for u in mine:
+                if not taken[u]:
+                    taken[u] = True
+                    seg[u] = len(kept)
+        return torch.tensor(seg, dtype=torch.int32), kept
+    members = torch.split(pattern_of, sizes)
+    member_counts = torch.split(counts[pattern_of], sizes)
     taken = torch.zeros(U, dtype=torch.bool)
     seg_of_pattern = torch.zeros(U, dtype=torch.int32)
-    kept = []
     for r in range(K):
         area = int(member_counts[r].sum())
         if area == 0:
@@ -219,6 +247,7 @@ def fuse(semantic, instance_masks, instance_scores, instance_classes, *, thing_i
         semantic, instance_masks, instance_scores, instance_classes, thing_ids, overlap_threshold,
         score_threshold, stuff_area_threshold)
     device = masks.device
+    backend = _backend.resolve(backend, device, coverage.OP)  # before any kernel, even with K = 0
     H, W = labels.shape
     scores_c = scores.detach().to("cpu", torch.float64)
     classes_c = classes.to("cpu").tolist()
@@ -231,10 +260,11 @@ def fuse(semantic, instance_masks, instance_scores, instance_classes, *, thing_i
         uniq, inverse, counts = _unique_patterns(patterns)
         seg_of_pattern, kept = _paste_decisions(uniq.cpu(), counts.cpu(), order, overlap)
         thing_map = seg_of_pattern.to(device)[inverse]
+        order_l, scores_l = order.tolist(), scores_c.tolist()
         for r, area in kept:
-            i = int(order[r])
+            i = order_l[r]
             segments.append({"id": len(segments) + 1, "category_id": int(classes_c[i]),
-                             "isthing": True, "area": area, "score": float(scores_c[i]),
+                             "isthing": True, "area": area, "score": scores_l[i],
                              "instance_id": i})
     else:
         thing_map = torch.zeros(H * W, dtype=torch.int32, device=device)

@@ -6,6 +6,7 @@ torch.compile; the COCO colour encoding; bad input.
 CPU rows run the C++ CPU kernel, the Triton kernel through the interpreter (tiny shapes) and plain
 torch; CUDA rows run the CUDA C++ kernel, compiled Triton and torch (skipped without a GPU).
 """
+import doctest
 import random
 
 import pytest
@@ -132,6 +133,17 @@ def test_random_cases_match_reference(device, backend, seed):
     run_both(device, backend, semantic, masks, scores, classes, **kwargs)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_both_decision_paths_agree(monkeypatch, seed):
+    """The decisions on Python lists (small tables) and on CPU tensors (large ones) agree."""
+    semantic, masks, scores, classes, kwargs = random_case(100 + seed, m=70 if seed % 3 == 0 else None)
+    ref = reference_fuse(semantic, masks, scores, classes, **kwargs)
+    for limit in (panoptic.PYTHON_DECISIONS_MAX, -1):
+        monkeypatch.setattr(panoptic, "PYTHON_DECISIONS_MAX", limit)
+        assert_same(panoptic.fuse(semantic, masks, scores, classes, backend="torch", **kwargs), ref,
+                    "cpu")
+
+
 @pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("m", [64, 65, 130])
 def test_many_instances_two_or_more_words(device, backend, m):
@@ -215,6 +227,21 @@ def test_strided_masks_and_negative_labels(device, backend):
     assert not strided.is_contiguous()
     got = panoptic.fuse(semantic.to(device), strided, scores, classes, backend=backend, **kwargs)
     assert_same(got, reference_fuse(semantic, masks, scores, classes, **kwargs), device)
+
+
+@pytest.mark.skipif(not pydense.extension_available(), reason="the example runs the compiled kernel")
+def test_module_example():
+    assert doctest.testmod(panoptic).failed == 0
+
+
+def test_bad_backend_even_without_instances():
+    a = _good()
+    with pytest.raises(ValueError, match="backend must be one of"):
+        panoptic.fuse(a["semantic"], a["instance_masks"][:0], a["instance_scores"][:0],
+                      a["instance_classes"][:0], thing_ids=[], backend="fast")
+    with pytest.raises(pydense.BackendUnavailableError, match="backend='cuda' needs CUDA tensors"):
+        panoptic.fuse(a["semantic"], a["instance_masks"], a["instance_scores"],
+                      a["instance_classes"], thing_ids=[], backend="cuda")
 
 
 def test_auto_backend_and_backends_agree():

@@ -132,14 +132,28 @@ def normalize_args(semantic, instance_masks, instance_scores, instance_classes, 
 
 
 def _unique_patterns(patterns):
-    """(distinct patterns (U, NW), inverse (H*W,), counts (U,)) of the per-pixel patterns."""
+    """(distinct patterns (U, NW), inverse (H*W,), counts (U,)) of the per-pixel patterns.
+
+    One word: a 1-D ``torch.unique``. Several words: 1-D uniques only (much faster than
+    ``torch.unique(dim=0)``), combining the words one at a time: with ``ids`` the index of the
+    pixel's pattern over words 0..j-1 (n distinct) and ``w`` that of word j (n_j distinct),
+    ``unique(ids * n_j + w)`` indexes the patterns over words 0..j (keys < (H*W)^2: no overflow).
+    The distinct patterns are then read back from their pixels (equal values per index).
+    """
     H, W, NW = patterns.shape
     flat = patterns.reshape(H * W, NW)
-    if NW == 1:  # the 1-D fast path
-        uniq, inverse, counts = torch.unique(flat.reshape(-1), sorted=True, return_inverse=True,
-                                             return_counts=True)
-        return uniq.reshape(-1, 1), inverse, counts
-    return torch.unique(flat, dim=0, sorted=True, return_inverse=True, return_counts=True)
+    ids, counts = None, None
+    for j in range(NW):
+        word = flat[:, j]
+        if ids is not None:
+            w_uniq, w_ids = torch.unique(word, sorted=True, return_inverse=True)
+            word = ids * w_uniq.numel() + w_ids
+        uniq, ids, counts = torch.unique(word, sorted=True, return_inverse=True, return_counts=True)
+    if NW == 1:
+        return uniq.reshape(-1, 1), ids, counts
+    table = flat.new_zeros((counts.numel(), NW))
+    table[ids] = flat  # every pixel of a pattern writes the same words
+    return table, ids, counts
 
 
 # Up to this many (pattern, rank) incidences the decisions run on Python lists (microseconds per

@@ -1,13 +1,15 @@
-// CPU kernel of the instance coverage patterns. Rows h run in parallel (at::parallel_for); each row
-// zeroes its words, then for each rank r ORs bit_of(r) into word r / 64 of every pixel of the row
-// inside masks[order[r], h, :] (a contiguous row walk for row-major masks). Each output word is
-// written by one thread only: the result does not depend on the thread count.
+// CPU kernel of the instance coverage patterns. Rows h run in parallel (at::parallel_for); for each
+// word j of a row, the ranks of the word OR their bits into a row of W accumulators, branch-free,
+// walking masks[order[r], h, :] (contiguous and vectorised for row-major masks); the row of words
+// is then stored. Each output word is written by one thread only: the result does not depend on
+// the thread count.
 // Word/bit math: csrc/common/instance_coverage.h, shared with the CUDA kernel.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "../common/instance_coverage.h"
 #include "../common/instance_coverage_checks.h"
@@ -31,15 +33,22 @@ void instance_coverage_cpu(const at::Tensor& masks, const at::Tensor& order, con
                 ord[r], " is not an instance index in [0, ", masks.size(0), ")");
   int64_t* o = out.mutable_data_ptr<int64_t>();
   at::parallel_for(0, H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint64_t> acc(static_cast<size_t>(W));
     for (int64_t h = begin; h < end; ++h) {
-      uint64_t* row = reinterpret_cast<uint64_t*>(o + h * W * NW);
-      std::fill(row, row + W * NW, uint64_t(0));
-      for (int64_t r = 0; r < K; ++r) {
-        const uint8_t* mrow = m + ord[r] * s0 + h * s1;
-        const uint64_t bit = bit_of(r);
-        uint64_t* word = row + r / kBitsPerWord;
-        for (int64_t w = 0; w < W; ++w)
-          if (inside(mrow[w * s2])) word[w * NW] |= bit;
+      int64_t* row = o + h * W * NW;
+      for (int64_t j = 0; j < NW; ++j) {
+        std::fill(acc.begin(), acc.end(), uint64_t(0));
+        for (int64_t r = rank_begin(j); r < rank_end(j, K); ++r) {
+          const uint8_t* mrow = m + ord[r] * s0 + h * s1;
+          const uint64_t bit = bit_of(r);
+          uint64_t* a = acc.data();
+          if (s2 == 1) {  // branch-free and contiguous: vectorised
+            for (int64_t w = 0; w < W; ++w) a[w] |= uint64_t(inside(mrow[w])) * bit;
+          } else {
+            for (int64_t w = 0; w < W; ++w) a[w] |= uint64_t(inside(mrow[w * s2])) * bit;
+          }
+        }
+        for (int64_t w = 0; w < W; ++w) row[w * NW + j] = static_cast<int64_t>(acc[size_t(w)]);
       }
     }
   });

@@ -25,10 +25,14 @@ BACKENDS = backend_params()
 # The reference: detectron2's combine_semantic_and_instance_outputs, one instance at a time.
 
 
+def inside(masks):
+    return masks >= 0.5 if masks.dtype.is_floating_point else masks != 0
+
+
 def reference_fuse(semantic, masks, scores, classes, thing_ids, overlap_threshold=0.5,
                    score_threshold=0.5, stuff_area_threshold=4096):
     labels = semantic.argmax(0) if semantic.dim() == 3 else semantic
-    masks = masks >= 0.5 if masks.dtype.is_floating_point else masks != 0
+    masks = inside(masks)
     pan = torch.zeros(labels.shape, dtype=torch.int32)
     segments = []
     # Python's sort is stable: equal scores keep the lower index first.
@@ -98,6 +102,14 @@ def random_case(seed, h=11, w=13, m=None, num_classes=7, logits=None):
         # Blocky labels so that stuff areas vary around the thresholds.
         coarse = torch.randint(0, num_classes, (1, 1, 3, 4), generator=tg).float()
         semantic = torch.nn.functional.interpolate(coarse, size=(h, w), mode="nearest")[0, 0].long()
+    kind = g.choice(["bool", "bool", "uint8", "float", "int32"])
+    if kind == "uint8":  # any nonzero value is inside
+        masks = masks.to(torch.uint8) * torch.randint(1, 256, masks.shape, generator=tg, dtype=torch.uint8)
+    elif kind == "float":  # >= 0.5 is inside; values just below it are not
+        noise = torch.rand(masks.shape, generator=tg)
+        masks = torch.where(masks, 0.5 + noise / 2, noise * 0.4999)
+    elif kind == "int32":
+        masks = masks.to(torch.int32)
     kwargs = {"thing_ids": thing_ids, "overlap_threshold": g.choice([0.5, 0.5, 0.3, 0.0, 1.0]),
               "score_threshold": g.choice([0.5, 0.5, 0.6, 0.0]),
               "stuff_area_threshold": g.choice([0, 4, 10, 20])}
@@ -133,6 +145,14 @@ def test_random_cases_match_reference(device, backend, seed):
     run_both(device, backend, semantic, masks, scores, classes, **kwargs)
 
 
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(4))
+def test_medium_random_cases_match_reference(device, backend, seed):
+    semantic, masks, scores, classes, kwargs = random_case(1000 + seed, h=37, w=53, m=30,
+                                                           num_classes=12)
+    run_both(device, backend, semantic, masks, scores, classes, **kwargs)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_both_decision_paths_agree(monkeypatch, seed):
     """The decisions on Python lists (small tables) and on CPU tensors (large ones) agree."""
@@ -155,7 +175,7 @@ def test_many_instances_two_or_more_words(device, backend, m):
     # Every instance kept or dropped by the rule: at least one with a word-2 rank is kept.
     kwargs["overlap_threshold"] = 1.0
     pan, segments = run_both(device, backend, semantic, masks, scores, classes, **kwargs)
-    assert sum(s["isthing"] for s in segments) == int((masks.flatten(1).sum(1) > 0).sum())
+    assert sum(s["isthing"] for s in segments) == int(inside(masks).flatten(1).any(1).sum())
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -221,7 +241,7 @@ def test_no_instances_and_all_below_threshold(device, backend):
 def test_strided_masks_and_negative_labels(device, backend):
     semantic, masks, scores, classes, kwargs = random_case(7, h=10, w=12, m=9, logits=False)
     semantic = semantic - 2  # negative labels are labels too
-    wide = torch.zeros(9, 12, 20, dtype=torch.bool)
+    wide = torch.zeros(9, 12, 20, dtype=masks.dtype)
     wide[:, :, 3:13] = masks.transpose(1, 2)
     strided = wide.to(device)[:, :, 3:13].transpose(1, 2)  # neither contiguous nor row-major
     assert not strided.is_contiguous()

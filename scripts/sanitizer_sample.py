@@ -13,6 +13,8 @@ the tensor-core (C >= 16) and direct paths, C = 1; forward and backward. confusi
 (uint8/int64) and logits (every float dtype, both layouts), ignore pixels, out-of-range labels
 with checks off (dropped, never addressed), K = 19 (shared-memory histograms on CUDA) and K = 150
 (global partials on CUDA, several bin slices on Triton), a size that leaves a partial last block.
+instance_coverage: K = 1, 64, 65, 130 ranks (1-3 words), bool and uint8 masks, contiguous and
+strided, a pixel count that leaves a partial last block; panoptic.fuse end to end on the result.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -132,6 +134,17 @@ def main():
                 for fmt in (torch.contiguous_format, torch.channels_last):
                     x = torch.randn(n, k, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
                     pydense.metrics.confusion_matrix(x, t, k, backend=backend, check_labels=False)
+    for backend in ("cuda", "triton"):
+        for k in (1, 64, 65, 130):
+            masks = torch.rand(140, 37, 53, device="cuda") < 0.3
+            order = torch.randperm(140, device="cuda")[:k]
+            for m in (masks, masks.to(torch.uint8), masks.transpose(1, 2).contiguous().transpose(1, 2)):
+                pydense.ops.instance_coverage.instance_coverage(m, order, backend=backend,
+                                                                check_order=False)
+            scores = torch.rand(140, device="cuda")
+            semantic = torch.randint(0, 20, (37, 53), device="cuda")
+            pydense.panoptic.fuse(semantic, masks[:k], scores[:k], torch.zeros(k, dtype=torch.long),
+                                  thing_ids=range(10), stuff_area_threshold=16, backend=backend)
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

@@ -314,7 +314,7 @@ def id2rgb(ids):
     ``id = R + 256 G + 256^2 B`` (panopticapi ``id2rgb``). A numpy array in gives a numpy array out.
     """
     t, was_numpy = _as_tensor(ids, "id2rgb")
-    if t.dtype not in _INTEGER_DTYPES:
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"pydense.panoptic.id2rgb: ids must be an integer tensor, got {t.dtype}")
     t = t.to(torch.int64)
     if t.numel() > 0:

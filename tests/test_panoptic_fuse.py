@@ -284,6 +284,7 @@ def test_id2rgb_rgb2id_round_trip_and_panopticapi_values():
     back = panoptic.rgb2id(rgb)
     assert back.dtype == torch.int32 and torch.equal(back, ids.int())
     np = pytest.importorskip("numpy")
+    assert np.array_equal(panoptic.id2rgb(ids.numpy().astype(np.uint32)), rgb.numpy())
     arr = panoptic.id2rgb(ids.numpy())
     assert isinstance(arr, np.ndarray) and np.array_equal(panoptic.rgb2id(arr), ids.numpy())
     with pytest.raises(ValueError, match=r"ids must lie in \[0, 16777216\)"):

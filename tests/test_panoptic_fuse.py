@@ -153,6 +153,18 @@ def test_medium_random_cases_match_reference(device, backend, seed):
     run_both(device, backend, semantic, masks, scores, classes, **kwargs)
 
 
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_deterministic_algorithms_mode(device, backend):
+    """Nothing in fuse is refused under torch.use_deterministic_algorithms(True)."""
+    semantic, masks, scores, classes, kwargs = random_case(5, m=70)
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        run_both(device, backend, semantic, masks, scores, classes, **kwargs)
+    finally:
+        torch.use_deterministic_algorithms(saved)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_both_decision_paths_agree(monkeypatch, seed):
     """The decisions on Python lists (small tables) and on CPU tensors (large ones) agree."""

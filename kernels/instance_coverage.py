@@ -49,7 +49,8 @@ def _span(t):
 
 def forward(masks, order, out):
     """Write the coverage patterns of ``masks`` (M, H, W) bool/uint8 for the instances ``order``
-    (K,) int64 into ``out`` (H, W, ceil(K / 64)) int64 contiguous; arguments checked by the caller."""
+    (K,) contiguous int64 into ``out`` (H, W, ceil(K / 64)) int64 contiguous; arguments checked by
+    the caller."""
     import torch
 
     _, H, W = masks.shape

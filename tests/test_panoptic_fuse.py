@@ -393,6 +393,10 @@ def test_coverage_matches_bit_oracle(device, backend, m, k, dtype):
     t = masks.transpose(1, 2).contiguous().transpose(1, 2).to(device)
     assert torch.equal(cov.instance_coverage(t, order.to(device), backend=backend).cpu(),
                        coverage_oracle(masks, order.tolist()))
+    # A strided order (every other entry of a longer one).
+    wide = torch.stack([order, torch.zeros_like(order)], 1).reshape(-1).to(device)[::2]
+    assert torch.equal(cov.instance_coverage(masks.to(device), wide, backend=backend).cpu(),
+                       coverage_oracle(masks, order.tolist()))
     big = torch.zeros(m, 9, 15, dtype=dtype, device=device)
     big[:, 2:8, 4:11] = masks.to(device)
     assert torch.equal(cov.instance_coverage(big[:, 2:8, 4:11], order.to(device), backend=backend).cpu(),

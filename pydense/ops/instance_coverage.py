@@ -27,8 +27,8 @@ def num_words(k):
 
 
 def normalize_args(masks, order):
-    """Check both arguments; return (masks, order) in the dtypes the kernels read (masks bool or
-    uint8, any strides; order int64 on the masks' device).
+    """Check both arguments; return (masks, order) as the kernels read them (masks bool or uint8,
+    any strides; order contiguous int64 on the masks' device).
 
     Raises TypeError/ValueError naming the argument and the expected value.
     """
@@ -49,7 +49,7 @@ def normalize_args(masks, order):
         raise ValueError(f"{OP}: order has {order.numel()} entries but masks has no instances (M=0)")
     if order.device != masks.device:
         raise ValueError(f"{OP}: order is on {order.device} but masks is on {masks.device}")
-    return masks, order.to(torch.int64)
+    return masks, order.to(torch.int64).contiguous()
 
 
 def check_order_range(masks, order):

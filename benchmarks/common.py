@@ -16,7 +16,8 @@ in three directions:
   retain_graph=True)`` on a precomputed output),
 * "fwd+bwd": forward with autograd, then its backward.
 
-A bench module whose op has no gradient (a metric) sets ``DIRECTIONS = ("fwd",)``.
+A bench module whose op has no gradient (a metric) sets ``DIRECTIONS = ("fwd",)``; one whose
+eager code cannot be compiled in one graph (data-dependent host syncs) sets ``COMPILE = False``.
 
 Before a provider is timed in a direction, its result is compared with the op's float64 CPU
 oracle (``pydense.reference``); one that does not match is reported as FAILED and not timed, one
@@ -251,6 +252,8 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
     directions = getattr(module, "DIRECTIONS", DIRECTIONS)
     if quick or not getattr(module, "MAX_AUTOTUNE", False):
         wanted = tuple(w for w in wanted if w != "compile-max-autotune")
+    if not getattr(module, "COMPILE", True):  # eager code that cannot compile in one graph
+        wanted = tuple(w for w in wanted if not w.startswith("compile"))
     for case in module.cases(device, quick):
         problem = module.problem(case, device)
         found, why = providers(problem, device, module.OP, wanted)

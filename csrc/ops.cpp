@@ -73,4 +73,8 @@ TORCH_LIBRARY(pydense, m) {
   m.def(
       "_panoptic_pair_counts(Tensor gt, Tensor pred, Tensor gt_ids, Tensor pred_ids, "
       "Tensor(a!) out) -> ()");
+  // Instance coverage patterns (csrc/common/instance_coverage.h): bit r % 64 of out[h, w, r / 64]
+  // is set iff masks[order[r], h, w] != 0; masks (M, H, W) bool or uint8, order (K,) int64
+  // instance indices, out a contiguous (H, W, ceil(K / 64)) int64 tensor.
+  m.def("_instance_coverage(Tensor masks, Tensor order, Tensor(a!) out) -> ()");
 }

@@ -20,7 +20,9 @@ AUTO_BACKEND = {
     "fcn_skip": {"cuda": "triton", "cpu": "cpu"},
     "confusion_matrix": {"cuda": "triton", "cpu": "cpu"},
     "panoptic_pair_counts": {"cuda": "triton", "cpu": "cpu"},
+    "instance_coverage": {"cuda": "triton", "cpu": "cpu"},
 }
 
-# Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward.
-MEASURED_AS = {"pixel_unshuffle": "pixel_shuffle"}
+# Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward;
+# instance_coverage is the kernel of pydense.panoptic.fuse (benchmarks/bench_panoptic_fuse.py).
+MEASURED_AS = {"pixel_unshuffle": "pixel_shuffle", "instance_coverage": "panoptic_fuse"}

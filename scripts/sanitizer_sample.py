@@ -16,6 +16,8 @@ with checks off (dropped, never addressed), K = 19 (shared-memory histograms on 
 panoptic pair counts: 41 x 31 bins (shared-memory histograms on CUDA) and 151 x 101 (global
 integer atomics on CUDA, 8 bin slices on Triton), empty tables, int32 transposed and int64 maps,
 ids absent from the tables.
+instance_coverage: K = 1, 64, 65, 130 ranks (1-3 words), bool and uint8 masks, contiguous and
+strided, a pixel count that leaves a partial last block; panoptic.fuse end to end on the result.
 
     compute-sanitizer --tool memcheck python scripts/sanitizer_sample.py
 """
@@ -145,6 +147,17 @@ def main():
             gt = torch.randint(0, 320, (n, w, h), device="cuda", dtype=torch.int32).transpose(1, 2)
             pred = torch.randint(0, 320, (n, h, w), device="cuda")
             pydense.ops.panoptic_pairs.pair_counts(gt, pred, gt_ids, pred_ids, backend=backend)
+    for backend in ("cuda", "triton"):
+        for k in (1, 64, 65, 130):
+            masks = torch.rand(140, 37, 53, device="cuda") < 0.3
+            order = torch.randperm(140, device="cuda")[:k]
+            for m in (masks, masks.to(torch.uint8), masks.transpose(1, 2).contiguous().transpose(1, 2)):
+                pydense.ops.instance_coverage.instance_coverage(m, order, backend=backend,
+                                                                check_order=False)
+            scores = torch.rand(140, device="cuda")
+            semantic = torch.randint(0, 20, (37, 53), device="cuda")
+            pydense.panoptic.fuse(semantic, masks[:k], scores[:k], torch.zeros(k, dtype=torch.long),
+                                  thing_ids=range(10), stuff_area_threshold=16, backend=backend)
     torch.cuda.synchronize()
     print("sanitizer sample: done")
 

@@ -12,8 +12,8 @@ import pytest
 pytestmark = pytest.mark.aot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["confusion_matrix", "conv", "fcn_skip", "max_pool", "max_unpool", "panoptic_pairs",
-           "pixel_shuffle", "upsample_bilinear"]
+MODULES = ["confusion_matrix", "conv", "fcn_skip", "instance_coverage", "max_pool", "max_unpool",
+           "panoptic_pairs", "pixel_shuffle", "upsample_bilinear"]
 # Shared memory a block may use (bytes): sm_80 (A100) 163 KiB, sm_90 (H100) 227 KiB.
 SMEM_LIMIT = {"sm_80": 166912, "sm_90": 232448}
 # Register spills allowed per module (bytes per kernel): conv's GEMM tiles spill 76-208 B on

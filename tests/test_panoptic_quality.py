@@ -255,3 +255,30 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_fused_panoptic_output_is_what_the_evaluator_reads():
+    """pydense.panoptic.fuse's (id map, segments_info) evaluate directly: against itself PQ = 1 for
+    every category present; against a fusion with a dropped instance, that instance is an FN."""
+    g = torch.Generator().manual_seed(3)
+    h, w, m = 40, 52, 6
+    semantic = torch.randint(0, 4, (h, w), generator=g)  # stuff 2, 3; things 0, 1
+    semantic[:, 26:] = 3
+    masks = torch.zeros(m, h, w, dtype=torch.bool)
+    for i in range(m):
+        y, x = 6 * i, 8 * i
+        masks[i, y:y + 10, x:x + 12] = True
+    scores = torch.linspace(0.95, 0.6, m)
+    classes = torch.tensor([0, 1, 0, 1, 0, 1])
+    cats = [{"id": c, "isthing": int(c < 2)} for c in range(4)]
+    pan, segs = pydense.panoptic.fuse(semantic, masks, scores, classes, thing_ids={0, 1},
+                                      stuff_area_threshold=20)
+    gt_segs = [dict(s, iscrowd=0) for s in segs]
+    r = panoptic_quality(pan, pan, segs, gt_segs, cats)
+    present = {s["category_id"] for s in segs}
+    assert r["All"]["n"] == len(present) and r["All"]["pq"] == 1.0
+    pan2, segs2 = pydense.panoptic.fuse(semantic, masks[1:], scores[1:], classes[1:],
+                                        thing_ids={0, 1}, stuff_area_threshold=20)
+    s = PanopticQuality(cats)
+    s.update(pan2, pan, segs2, gt_segs)
+    assert s.stats()[0]["fn"] >= 1 and s.compute()["All"]["pq"] < 1.0

@@ -25,7 +25,7 @@ POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32",
                  "hidx_ptr": "*i32", "widx_ptr": "*i32", "hrng_ptr": "*i32", "wrng_ptr": "*i32",
                  "hlam_ptr": "acc", "wlam_ptr": "acc", "part_ptr": "acc",  # acc: the accumulation type
                  "target_ptr": "*i64", "hist_ptr": "*i64", "cm_ptr": "*i64",
-                 "gids_ptr": "*i64", "pids_ptr": "*i64"}
+                 "gids_ptr": "*i64", "pids_ptr": "*i64", "order_ptr": "*i64", "cov_ptr": "*i64"}
 SCALAR_TYPES = {"scale": "fp32"}
 
 

@@ -24,10 +24,10 @@ without floating-point atomics, so repeated runs give bitwise the same result.
 import torch
 
 from ..ops import confusion_matrix as _cm
-from .panoptic import PanopticFormatError, PanopticQuality, panoptic_quality, rgb2id  # noqa: F401
+from .panoptic import PanopticFormatError, PanopticQuality, panoptic_quality  # noqa: F401
 
 __all__ = ["confusion_matrix", "mean_iou", "pixel_accuracy", "SegmentationMeter", "scores",
-           "panoptic_quality", "PanopticQuality", "PanopticFormatError", "rgb2id"]
+           "panoptic_quality", "PanopticQuality", "PanopticFormatError"]
 
 
 def confusion_matrix(pred, target, num_classes, *, ignore_index=255, backend="auto",

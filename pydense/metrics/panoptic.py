@@ -42,9 +42,9 @@ import math
 import torch
 
 from ..ops import panoptic_pairs as _pairs
+from ..panoptic import rgb2id
 
-__all__ = ["PanopticFormatError", "PanopticQuality", "panoptic_quality", "rgb2id", "OFFSET",
-           "VOID"]
+__all__ = ["PanopticFormatError", "PanopticQuality", "panoptic_quality", "OFFSET", "VOID"]
 
 OFFSET = 256 * 256 * 256  # panopticapi's key gt * OFFSET + pred; ids lie in [0, OFFSET)
 VOID = 0
@@ -58,19 +58,6 @@ class PanopticFormatError(KeyError, ValueError):
 
     def __str__(self):
         return str(self.args[0]) if self.args else ""
-
-
-def rgb2id(color):
-    """COCO panoptic colour ``(..., 3)`` uint8 (a PNG as an array) -> int32 ids
-    ``R + 256 G + 256^2 B``. Extra channels (alpha) are ignored, as panopticapi's ``rgb2id``."""
-    if not isinstance(color, torch.Tensor):
-        import numpy as np
-
-        color = torch.from_numpy(np.ascontiguousarray(color))
-    if color.dim() < 3 or color.shape[-1] < 3:
-        raise ValueError(f"rgb2id: color must have shape (..., 3), got {tuple(color.shape)}")
-    c = color[..., :3].to(torch.int32)
-    return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
 
 
 def _categories(categories):

@@ -1,7 +1,7 @@
-// CPU kernel of the panoptic pair counts. The rows (n, h) of the maps are cut into a fixed number
-// of chunks of contiguous rows (independent of the thread count); each chunk counts into its own
-// int64 histogram over the (image, bin) pairs of the images it touches, chunks run in parallel,
-// and the histograms are summed in chunk order. Per-pixel math (id lookup, bin):
+// CPU kernel of the panoptic pair counts. A batch runs one image per task, each counted into its
+// own histogram. One image: its rows are cut into a fixed number of chunks of contiguous rows
+// (independent of the thread count); each chunk counts into its own int64 histogram, chunks run
+// in parallel, and the histograms are summed in chunk order. Either way the counts are exact. Per-pixel math (id lookup, bin):
 // csrc/common/panoptic_pairs.h, shared with the CUDA kernel.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -35,42 +35,50 @@ void histogram(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& g
   const int64_t* gid = gt_ids.const_data_ptr<int64_t>();  // contiguous (N, G)
   const int64_t* pid = pred_ids.const_data_ptr<int64_t>();  // contiguous (N, P)
   const int64_t g_step = top_step(G), p_step = top_step(P);
+  // Counts rows [lo, hi) of the (N * H) image rows into hist (N * B int64).
+  auto count_rows = [&](int64_t lo, int64_t hi, int64_t* hist) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t n = row / H, h = row % H;
+      const TG* grow = g + n * gs0 + h * gs1;
+      const TP* prow = p + n * ps0 + h * ps1;
+      const int64_t* gtab = gid + n * G;
+      const int64_t* ptab = pid + n * P;
+      int64_t* ihist = hist + n * B;
+      // Segments come in runs along a row: search only when an id differs from its left
+      // neighbour's (the cached index of id 0 starts the row).
+      int64_t gx_last = 0, px_last = 0;
+      int64_t gi = index_of(gtab, G, g_step, 0), pj = index_of(ptab, P, p_step, 0);
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t gx = int64_t(grow[w * gs2]), px = int64_t(prow[w * ps2]);
+        if (gx != gx_last) {
+          gi = index_of(gtab, G, g_step, gx);
+          gx_last = gx;
+        }
+        if (px != px_last) {
+          pj = index_of(ptab, P, p_step, px);
+          px_last = px;
+        }
+        ++ihist[bin_of(gi, pj, P)];
+      }
+    }
+  };
+  std::fill(out, out + NB, int64_t(0));
+  if (N > 1) {  // a batch: one image per task, each counted straight into its own histogram
+    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) count_rows(n * H, (n + 1) * H, out);
+    });
+    return;
+  }
+  // One image: chunks of rows with private histograms, summed in chunk order.
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / std::max<int64_t>(W, 1));
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(
       {(rows + rows_per_chunk - 1) / rows_per_chunk, kMaxChunks, kMaxPartialBins / NB}));
   const int64_t per = (rows + chunks - 1) / chunks;
   std::vector<int64_t> partials(size_t(chunks * NB), 0);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t ch = begin; ch < end; ++ch) {
-      int64_t* hist = partials.data() + ch * NB;
-      const int64_t lo = ch * per, hi = std::min(rows, lo + per);
-      for (int64_t row = lo; row < hi; ++row) {
-        const int64_t n = row / H, h = row % H;
-        const TG* grow = g + n * gs0 + h * gs1;
-        const TP* prow = p + n * ps0 + h * ps1;
-        const int64_t* gtab = gid + n * G;
-        const int64_t* ptab = pid + n * P;
-        int64_t* ihist = hist + n * B;
-        // Segments come in runs along a row: search only when an id differs from its left
-        // neighbour's (the cached index of id 0 starts the row).
-        int64_t gx_last = 0, px_last = 0;
-        int64_t gi = index_of(gtab, G, g_step, 0), pj = index_of(ptab, P, p_step, 0);
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t gx = int64_t(grow[w * gs2]), px = int64_t(prow[w * ps2]);
-          if (gx != gx_last) {
-            gi = index_of(gtab, G, g_step, gx);
-            gx_last = gx;
-          }
-          if (px != px_last) {
-            pj = index_of(ptab, P, p_step, px);
-            px_last = px;
-          }
-          ++ihist[bin_of(gi, pj, P)];
-        }
-      }
-    }
+    for (int64_t ch = begin; ch < end; ++ch)
+      count_rows(ch * per, std::min(rows, ch * per + per), partials.data() + ch * NB);
   });
-  std::fill(out, out + NB, int64_t(0));
   for (int64_t ch = 0; ch < chunks; ++ch)  // fixed order
     for (int64_t b = 0; b < NB; ++b) out[b] += partials[size_t(ch * NB + b)];
 }

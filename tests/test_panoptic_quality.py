@@ -282,3 +282,27 @@ def test_fused_panoptic_output_is_what_the_evaluator_reads():
     s = PanopticQuality(cats)
     s.update(pan2, pan, segs2, gt_segs)
     assert s.stats()[0]["fn"] >= 1 and s.compute()["All"]["pq"] < 1.0
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_batch_with_tables_of_different_lengths(device, backend):
+    """Images of one update have id tables of different lengths (padded to the longest): ground
+    truth ids missing from the JSON still count into the predicted areas, and a PNG id missing from
+    the prediction JSON is found in any image of the batch."""
+    gt = torch.tensor([[[1, 1, 8, 8]], [[1, 2, 3, 4]]])      # id 8 of image 0: not in its JSON
+    pred = torch.tensor([[[5, 5, 5, 5]], [[5, 6, 7, 9]]])
+    gs = [[seg(1, 1, 2)], [seg(1, 1, 1), seg(2, 2, 1), seg(3, 3, 1), seg(4, 4, 1)]]
+    ps = [[seg(5, 1)], [seg(5, 1), seg(6, 2), seg(7, 3), seg(9, 4)]]
+    imgs = [(gt[i].numpy(), pred[i].numpy(), gs[i], ps[i]) for i in range(2)]
+    want, stats = reference_pq(imgs, CATS)
+    meter = PanopticQuality(CATS, backend=backend)
+    meter.update(pred.to(device), gt.to(device), ps, gs)
+    assert_same(meter.compute(), want, stats, meter)
+    assert meter.stats()[1]["fn"] == 1  # image 0: IoU 2 / 4 = 0.5 (pred area 4, not 2)
+    ps_bad = [ps[0], [seg(5, 1), seg(6, 2), seg(7, 3)]]
+    with pytest.raises(PanopticFormatError, match="image with ID 1 segment with ID 9 is presented "
+                                                  "in PNG"):
+        PanopticQuality(CATS, backend=backend).update(pred.to(device), gt.to(device), ps_bad, gs)
+    ps_bad = [[seg(5, 1), seg(6, 2)], ps[1]]
+    with pytest.raises(PanopticFormatError, match=r"image with ID 0 the following segment IDs \[6\]"):
+        PanopticQuality(CATS, backend=backend).update(pred.to(device), gt.to(device), ps_bad, gs)

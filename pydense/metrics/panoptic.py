@@ -184,77 +184,76 @@ class PanopticQuality:
             pred_tabs.append(sorted(set(p) | {VOID}))    # and a column (void is not an unknown id)
         counts = _pairs.pair_counts(gt, pred, _table(gt_tabs, gt.device),
                                     _table(pred_tabs, gt.device), backend=self.backend).cpu()
-        for i in range(n):
-            self._add_image(counts[i], gts[i], preds[i], gt_tabs[i], pred_tabs[i], pred[i],
-                            image_ids[i])
+        self._add_batch(counts, gts, preds, gt_tabs, pred_tabs, pred, image_ids)
         self.images += n
         return self
 
-    def _add_image(self, counts, gt_segms, pred_segms, gt_tab, pred_tab, pred_map, image_id):
-        G, P = len(gt_tab), len(pred_tab)
-        c = counts[:G + 1, :P + 1]  # row G / column P: ids in no table
-        # --- the prediction's sanity checks (panopticapi's order: PNG ids ascending, then JSON)
-        bad = {}
-        if int(c[:, P].sum()) > 0:  # PNG ids that the JSON does not list (rare: find them)
-            known = torch.tensor(pred_tab, dtype=torch.int64, device=pred_map.device)
-            ids = torch.unique(pred_map)
-            for u in ids[~torch.isin(ids.to(torch.int64), known)].tolist():
-                bad[u] = (f"In the image with ID {image_id} segment with ID {u} is presented in "
-                          f"PNG and not presented in JSON.")
-        area = c.sum(0)[:P]
-        area_list = area.tolist()
-        cols = [j for j, s in enumerate(pred_tab) if s in pred_segms]
-        pinfo = [pred_segms[pred_tab[j]] for j in cols]
-        for j, p in zip(cols, pinfo):
-            if area_list[j] > 0 and p["category_id"] not in self._index:
-                bad[pred_tab[j]] = (f"In the image with ID {image_id} segment with ID "
-                                    f"{pred_tab[j]} has unknown category_id {p['category_id']}.")
-        if bad:
-            raise PanopticFormatError(bad[min(bad)])
-        missing = [pred_tab[j] for j in cols if area_list[j] == 0]
-        if missing:
-            raise PanopticFormatError(f"In the image with ID {image_id} the following segment IDs "
-                                      f"{missing} are presented in JSON and not presented in PNG.")
+    def _add_batch(self, c, gts, preds, gt_tabs, pred_tabs, pred_maps, image_ids):
+        """Match and accumulate a batch from its pair counts ``c`` (N, G + 1, P + 1) (CPU): G, P
+        are the padded table widths; row G / column P count the ids in no table (unlisted gt ids;
+        unlisted predicted ids, an error), the padding rows and columns count nothing."""
+        N, G, P = c.shape[0], c.shape[1] - 1, c.shape[2] - 1
+        # Per-segment fields as padded (N, G) / (N, P) tensors, from the JSON (Python lists).
+        gseg, gcat, gcrowd, garea, vrow = [], [], [], [], []
+        pseg, pcat, crow = [], [], []
+        for g, p, gt_tab, pred_tab in zip(gts, preds, gt_tabs, pred_tabs):
+            ginfo = [g.get(s) for s in gt_tab] + [None] * (G - len(gt_tab))
+            gseg.append([x is not None for x in ginfo])
+            gcat.append([x["category_id"] if x is not None else -1 for x in ginfo])
+            gcrowd.append([x is not None and x["iscrowd"] == 1 for x in ginfo])
+            garea.append([float(x["area"]) if x is not None else 0.0 for x in ginfo])
+            vrow.append(gt_tab.index(VOID))
+            crowd_row = {}
+            for s, x in g.items():  # in JSON order: the last crowd segment of a category wins
+                if x["iscrowd"] == 1:
+                    crowd_row[x["category_id"]] = gt_tab.index(s)
+            pinfo = [p.get(s) for s in pred_tab] + [None] * (P - len(pred_tab))
+            pseg.append([x is not None for x in pinfo])
+            pcat.append([x["category_id"] if x is not None else -1 for x in pinfo])
+            crow.append([crowd_row.get(x["category_id"], G) if x is not None else G for x in pinfo])
+        gseg, gcrowd, pseg = (torch.tensor(x, dtype=torch.bool).view(N, -1)
+                              for x in (gseg, gcrowd, pseg))
+        gslot = self._category_slots(gcat).view(N, G)
+        pslot = self._category_slots(pcat).view(N, P)
+        gcat = torch.tensor(gcat, dtype=torch.int64).view(N, G)
+        pcat = torch.tensor(pcat, dtype=torch.int64).view(N, P)
+        garea = torch.tensor(garea, dtype=torch.float64).view(N, G)
+        crow = torch.tensor(crow, dtype=torch.int64).view(N, 1, P)
+
+        # --- the prediction's sanity checks, image by image in order
+        colsum = c.sum(1)
+        parea = colsum[:, :P]
+        bad = ((colsum[:, P] > 0) | (pseg & (parea == 0)).any(1)
+               | (pseg & (parea > 0) & (pslot < 0)).any(1))
+        if bool(bad.any()):
+            n = int(bad.nonzero()[0, 0])
+            _raise_format_error(colsum[n], preds[n], pred_tabs[n], pred_maps[n], self._index,
+                                image_ids[n])
 
         # --- matching: same category, gt not crowd, IoU > 0.5 (union without the pred's VOID part)
-        rows = [i for i, s in enumerate(gt_tab) if s in gt_segms]
-        ginfo = [gt_segms[gt_tab[i]] for i in rows]
-        gcat_list = [g["category_id"] for g in ginfo]
-        pcat_list = [p["category_id"] for p in pinfo]
-        gcat = torch.tensor(gcat_list, dtype=torch.int64)
-        pcat = torch.tensor(pcat_list, dtype=torch.int64)
-        crowd = torch.tensor([g["iscrowd"] == 1 for g in ginfo], dtype=torch.bool)
-        garea = torch.tensor([float(g["area"]) for g in ginfo], dtype=torch.float64)
-        cols_t = torch.tensor(cols, dtype=torch.int64)
-        parea = area[cols_t].to(torch.float64)
-        void = c[gt_tab.index(VOID)][cols_t]
-        inter = c[torch.tensor(rows, dtype=torch.int64)][:, cols_t]
-        inter_f = inter.to(torch.float64)
-        iou = inter_f / (parea[None, :] + garea[:, None] - inter_f - void.to(torch.float64)[None, :])
-        match = (inter > 0) & ~crowd[:, None] & (gcat[:, None] == pcat[None, :]) & (iou > 0.5)
-
-        gcol = self._category_slots(gcat_list)  # -1: a category outside `categories`
-        known = gcol >= 0
-        self.tp.index_add_(0, gcol[known], match.sum(1)[known])
-        self.iou.index_add_(0, gcol[known], torch.where(match, iou, 0.0).sum(1)[known])
-        fn = ~match.any(1) & ~crowd & known
-        self.fn.index_add_(0, gcol[fn], torch.ones_like(gcol[fn]))
-
+        inter = c[:, :G, :P]
+        void = c[torch.arange(N), torch.tensor(vrow), :P]  # (N, P)
+        inter_f, parea_f = inter.to(torch.float64), parea.to(torch.float64)
+        iou = inter_f / (parea_f[:, None, :] + garea[:, :, None] - inter_f
+                         - void.to(torch.float64)[:, None, :])
+        match = ((inter > 0) & gseg[:, :, None] & pseg[:, None, :] & ~gcrowd[:, :, None]
+                 & (gcat[:, :, None] == pcat[:, None, :]) & (iou > 0.5))
+        known = gseg & (gslot >= 0)  # gt of a category outside `categories` is not averaged
+        self.tp.index_add_(0, gslot[known], match.sum(2)[known])
+        self.iou.index_add_(0, gslot[known], torch.where(match, iou, 0.0).sum(2)[known])
+        fn = known & ~gcrowd & ~match.any(2)
+        self.fn.index_add_(0, gslot[fn], torch.ones_like(gslot[fn]))
         # --- false positives, excusing VOID + the category's crowd region over half the area
-        crowd_row = {}
-        for s, g in gt_segms.items():  # in JSON order: the last crowd segment of a category wins
-            if g["iscrowd"] == 1:
-                crowd_row[g["category_id"]] = gt_tab.index(s)
-        excused = void
-        if crowd_row:
-            r = torch.tensor([crowd_row.get(k, G) for k in pcat_list], dtype=torch.int64)
-            excused = void + torch.where(r < G, c[r, cols_t], 0)  # row G: not a crowd
-        fp = ~match.any(0) & ~(excused.to(torch.float64) / parea > 0.5)
-        pcol = self._category_slots(pcat_list)
-        self.fp.index_add_(0, pcol[fp], torch.ones_like(pcol[fp]))
+        on_crowd = torch.gather(c[:, :, :P], 1, crow).squeeze(1)  # row G (no crowd): no pixels
+        on_crowd = torch.where(crow.squeeze(1) < G, on_crowd, 0)
+        excused = (void + on_crowd).to(torch.float64) / parea_f > 0.5
+        fp = pseg & ~match.any(1) & ~excused
+        self.fp.index_add_(0, pslot[fp], torch.ones_like(pslot[fp]))
 
-    def _category_slots(self, cats):
-        return torch.tensor([self._index.get(k, -1) for k in cats], dtype=torch.int64)
+    def _category_slots(self, rows):
+        """Slot of each category id of the nested lists ``rows`` (-1: not in ``categories``)."""
+        return torch.tensor([self._index.get(k, -1) for row in rows for k in row],
+                            dtype=torch.int64)
 
     def stats(self):
         """{category_id: {"iou", "tp", "fp", "fn"}}: the sums so far (Python numbers)."""
@@ -290,6 +289,29 @@ class PanopticQuality:
             if name == "All":
                 results["per_class"] = per_class
         return results
+
+
+def _raise_format_error(colsum, pred_segms, pred_tab, pred_map, categories, image_id):
+    """The error panopticapi raises first for one image: PNG ids ascending (an id missing from the
+    JSON, or an unknown category), then the JSON ids missing from the PNG."""
+    P = colsum.shape[0] - 1
+    bad = {}
+    if int(colsum[P]) > 0:  # PNG ids that the JSON does not list (rare: find them)
+        known = torch.tensor(pred_tab, dtype=torch.int64, device=pred_map.device)
+        ids = torch.unique(pred_map)
+        for u in ids[~torch.isin(ids.to(torch.int64), known)].tolist():
+            bad[u] = (f"In the image with ID {image_id} segment with ID {u} is presented in PNG "
+                      f"and not presented in JSON.")
+    area = colsum.tolist()
+    for j, s in enumerate(pred_tab):
+        if s in pred_segms and area[j] > 0 and pred_segms[s]["category_id"] not in categories:
+            bad[s] = (f"In the image with ID {image_id} segment with ID {s} has unknown "
+                      f"category_id {pred_segms[s]['category_id']}.")
+    if bad:
+        raise PanopticFormatError(bad[min(bad)])
+    missing = [s for j, s in enumerate(pred_tab) if s in pred_segms and area[j] == 0]
+    raise PanopticFormatError(f"In the image with ID {image_id} the following segment IDs "
+                              f"{missing} are presented in JSON and not presented in PNG.")
 
 
 def _table(tabs, device):

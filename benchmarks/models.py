@@ -18,7 +18,6 @@ pydense and compiled inference outputs with eager's (rtol = atol = 1e-3 scaled b
 magnitude in fp32, 5e-2 in bf16).
 """
 import argparse
-import csv
 import os
 import sys
 import time
@@ -179,13 +178,7 @@ def main(argv=None):
     print(f"# pydense model benchmarks ({common.device_name(device)}, {'quick' if args.quick else 'full'})\n")
     print(common.plain_table(rows, COLUMNS, _fmt))
     path = os.path.join(args.out, common.device_name(device), "models.csv")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else f"{r[k]:.6g}" if isinstance(r.get(k), float)
-                                 else r[k]) for k in COLUMNS})
+    common.write_csv(path, rows, COLUMNS)
     print(f"\nresults: {path} ({time.perf_counter() - start:.1f} s)")
     return 1 if any(r["check"] in ("FAILED", "ERROR") for r in rows) else 0
 

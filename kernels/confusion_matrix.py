@@ -23,6 +23,8 @@ only with label checks off) are dropped, never used as an address. The index mat
 import triton
 import triton.language as tl
 
+from ._common import _needs_int64
+
 BLOCK = 1024          # pixels per step
 NUM_WARPS = 4
 MAX_BINS = 2048       # bins of one histogram (K <= 45 needs one slice)
@@ -114,10 +116,6 @@ def programs(total, kk, interpret):
     return triton.cdiv(total, per), per
 
 
-def _span(t):
-    return 1 + sum((d - 1) * s for d, s in zip(t.shape, t.stride()))
-
-
 def forward(pred, target, num_classes, ignore_index, out):
     """Write the (K, K) int64 confusion matrix of ``pred`` (N, H, W) labels or (N, C, H, W)
     logits against ``target`` (N, H, W) into ``out`` (contiguous); arguments checked by the caller."""
@@ -139,7 +137,7 @@ def forward(pred, target, num_classes, ignore_index, out):
     logits = pred.dim() == 4
     C = pred.shape[1] if logits else 1
     ps = pred.stride() if logits else (*pred.stride(), 0)
-    index_64 = max(_span(pred), _span(target), total + per) >= 2**30
+    index_64 = _needs_int64(pred, target) or total + per >= 2**30
     _histogram_kernel[(P, slices)](
         pred, target, hist, total, H * W, W, C, *ps, *target.stride(), K, kk, ignore_index, per,
         LOGITS=logits, INDEX_64=index_64, NBINS=nb, BLOCK=BLOCK, num_warps=NUM_WARPS)

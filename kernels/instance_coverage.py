@@ -14,6 +14,8 @@ math mirrors ``csrc/common/instance_coverage.h``.
 import triton
 import triton.language as tl
 
+from ._common import _needs_int64
+
 BLOCK = 512
 NUM_WARPS = 4
 BITS = 64
@@ -43,10 +45,6 @@ def _coverage_kernel(masks_ptr, order_ptr, cov_ptr, HW, W, NW, K, s0, s1, s2,
     tl.store(cov_ptr + p.to(tl.int64) * NW + j, word, mask=live)
 
 
-def _span(t):
-    return 1 + sum((d - 1) * s for d, s in zip(t.shape, t.stride()))
-
-
 def forward(masks, order, out):
     """Write the coverage patterns of ``masks`` (M, H, W) bool/uint8 for the instances ``order``
     (K,) contiguous int64 into ``out`` (H, W, ceil(K / 64)) int64 contiguous; arguments checked by
@@ -60,7 +58,7 @@ def forward(masks, order, out):
         return out
     if masks.dtype == torch.bool:
         masks = masks.view(torch.uint8)
-    index_64 = max(_span(masks), H * W * NW + BLOCK) >= 2**30
+    index_64 = _needs_int64(masks) or H * W * NW + BLOCK >= 2**30
     grid = (triton.cdiv(H * W, BLOCK), NW)
     _coverage_kernel[grid](masks, order, out, H * W, W, NW, K, *masks.stride(),
                            INDEX_64=index_64, BLOCK=BLOCK, num_warps=NUM_WARPS)

@@ -118,9 +118,13 @@ def require(backend, device, op):
     raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def compiled_or_torch(device):
-    """The compiled kernels of ``device`` ("cuda" or "cpu") when built, else "torch": where an op
-    goes when it leaves Triton beyond the Triton kernels' limits."""
+def leave_triton(requested, device, op, limit):
+    """Where an op goes when its arguments are beyond the Triton kernels' ``limit`` (e.g.
+    "num_classes <= 362, got 400"): ValueError if Triton was asked for by name, else the compiled
+    kernels of ``device`` ("cuda" or "cpu") when built, else "torch"."""
+    if requested == "triton":
+        raise ValueError(f"{op}: backend='triton' supports {limit}; use backend='cuda', 'cpu' or "
+                         f"'torch'")
     if device.type == "cuda" and cuda_kernels_built():
         return "cuda"
     if device.type == "cpu" and extension_available():

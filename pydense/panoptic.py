@@ -30,9 +30,9 @@ import torch
 
 from . import _backend
 from .ops import instance_coverage as coverage
+from .ops._common import INTEGER_DTYPES
 
 OP = "panoptic.fuse"
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _BITS = coverage.BITS
 MAX_ID = 256 ** 3  # ids the COCO RGB encoding can hold: [0, 2^24)
 
@@ -47,7 +47,7 @@ def _real(value, name):
 
 def _thing_ids(thing_ids):
     if isinstance(thing_ids, torch.Tensor):
-        if thing_ids.dtype not in _INTEGER_DTYPES:
+        if thing_ids.dtype not in INTEGER_DTYPES:
             raise TypeError(f"{OP}: thing_ids must hold integer class ids, got {thing_ids.dtype}")
         return frozenset(int(t) for t in thing_ids.reshape(-1).tolist())
     try:
@@ -73,7 +73,7 @@ def normalize_args(semantic, instance_masks, instance_scores, instance_classes, 
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{OP}: {name} must be a Tensor, got {type(t).__name__}")
     if semantic.dim() == 2:
-        if semantic.dtype not in _INTEGER_DTYPES:
+        if semantic.dtype not in INTEGER_DTYPES:
             raise TypeError(f"{OP}: semantic of shape (H, W) must hold integer class labels, got "
                             f"{semantic.dtype} (pass logits as (C, H, W))")
     elif semantic.dim() == 3:
@@ -105,7 +105,7 @@ def normalize_args(semantic, instance_masks, instance_scores, instance_classes, 
     if instance_classes.dim() != 1 or instance_classes.shape[0] != M:
         raise ValueError(f"{OP}: instance_classes must be 1-D with one class per mask (M={M}), got "
                          f"shape {tuple(instance_classes.shape)}")
-    if instance_classes.dtype not in _INTEGER_DTYPES:
+    if instance_classes.dtype not in INTEGER_DTYPES:
         raise TypeError(f"{OP}: instance_classes must hold integer class ids, got "
                         f"{instance_classes.dtype}")
     if semantic.device != instance_masks.device:

@@ -42,6 +42,7 @@ import math
 import torch
 
 from ..ops import panoptic_pairs as _pairs
+from ..ops._common import INTEGER_DTYPES
 from ..panoptic import rgb2id
 
 __all__ = ["PanopticFormatError", "PanopticQuality", "panoptic_quality", "OFFSET", "VOID"]
@@ -49,8 +50,6 @@ __all__ = ["PanopticFormatError", "PanopticQuality", "panoptic_quality", "OFFSET
 OFFSET = 256 * 256 * 256  # panopticapi's key gt * OFFSET + pred; ids lie in [0, OFFSET)
 VOID = 0
 _PAD = torch.iinfo(torch.int64).max  # pads the per-image id tables (never a segment id)
-_ID_DTYPES = (torch.int32, torch.int64)  # read directly by the pair-count kernels
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 class PanopticFormatError(KeyError, ValueError):
@@ -86,7 +85,7 @@ def _id_maps(x, name):
             raise ValueError(f"{name}: a uint8 tensor must hold COCO colours of shape (H, W, 3) or "
                              f"(N, H, W, 3), got {tuple(x.shape)}")
         x = rgb2id(x)
-    elif x.dtype not in _INTEGER_DTYPES:
+    elif x.dtype not in INTEGER_DTYPES:
         raise TypeError(f"{name} must hold integer segment ids (or uint8 COCO colours), got "
                         f"{x.dtype}")
     if x.dim() == 2:
@@ -94,7 +93,7 @@ def _id_maps(x, name):
     if x.dim() != 3:
         raise ValueError(f"{name} must be (H, W) or (N, H, W) segment ids, got shape "
                          f"{tuple(x.shape)}")
-    return x if x.dtype in _ID_DTYPES else x.to(torch.int64)
+    return x  # the pair-count op reads int32/int64 and converts other integer dtypes
 
 
 def _segment_lists(segs, n, name):
@@ -202,11 +201,12 @@ class PanopticQuality:
             gcat.append([x["category_id"] if x is not None else -1 for x in ginfo])
             gcrowd.append([x is not None and x["iscrowd"] == 1 for x in ginfo])
             garea.append([float(x["area"]) if x is not None else 0.0 for x in ginfo])
-            vrow.append(gt_tab.index(VOID))
+            row_of = {s: i for i, s in enumerate(gt_tab)}
+            vrow.append(row_of[VOID])
             crowd_row = {}
             for s, x in g.items():  # in JSON order: the last crowd segment of a category wins
                 if x["iscrowd"] == 1:
-                    crowd_row[x["category_id"]] = gt_tab.index(s)
+                    crowd_row[x["category_id"]] = row_of[s]
             pinfo = [p.get(s) for s in pred_tab] + [None] * (P - len(pred_tab))
             pseg.append([x is not None for x in pinfo])
             pcat.append([x["category_id"] if x is not None else -1 for x in pinfo])

@@ -1,8 +1,9 @@
 """Pieces every op module shares: the output memory-format rule and allocation, and the input
-dtype check."""
+dtype checks."""
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def out_memory_format(t):
@@ -35,3 +36,11 @@ def int_pair(value, name, op, allow_single=False):
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         return (value[0], value[-1])
     raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def integer_tensor(t, name, op, dtypes, what="an integer tensor"):
+    """``t`` in a dtype the kernels read: as it is when its dtype is in ``dtypes``, else converted
+    to int64; TypeError naming the argument unless ``t`` is an integer tensor."""
+    if t.dtype not in INTEGER_DTYPES:
+        raise TypeError(f"{op}: {name} must be {what}, got {t.dtype}")
+    return t if t.dtype in dtypes else t.to(torch.int64)

@@ -9,19 +9,17 @@ Argument validation happens in :func:`normalize_args`, before any kernel runs.
 import torch
 
 from .. import _backend
+from ._common import FLOAT_DTYPES, integer_tensor
 
 OP = "confusion_matrix"
 LABEL_DTYPES = (torch.uint8, torch.int32, torch.int64)  # read directly by the compiled kernels
-LOGIT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+LOGIT_DTYPES = FLOAT_DTYPES
 TRITON_MAX_CLASSES = 362  # = pydense.kernels.confusion_matrix.MAX_CLASSES (64 bin slices)
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _labels(t, name):
     """An integer label tensor the compiled kernels read (other integer dtypes become int64)."""
-    if t.dtype not in _INTEGER_DTYPES:
-        raise TypeError(f"{OP}: {name} must be an integer label tensor, got {t.dtype}")
-    return t if t.dtype in LABEL_DTYPES else t.to(torch.int64)
+    return integer_tensor(t, name, OP, LABEL_DTYPES, "an integer label tensor")
 
 
 def normalize_args(pred, target, num_classes, ignore_index):
@@ -137,10 +135,8 @@ def confusion_matrix(pred, target, num_classes, *, ignore_index=255, backend="au
     backend = _backend.resolve(backend, target.device, OP)
     if backend == "triton" and num_classes > TRITON_MAX_CLASSES:
         # Each histogram holds at most 2048 bins; more classes take several passes over the pixels.
-        if requested == "triton":
-            raise ValueError(f"{OP}: backend='triton' supports num_classes <= {TRITON_MAX_CLASSES}, "
-                             f"got {num_classes}; use backend='cuda', 'cpu' or 'torch'")
-        backend = _backend.compiled_or_torch(target.device)
+        backend = _backend.leave_triton(
+            requested, target.device, OP, f"num_classes <= {TRITON_MAX_CLASSES}, got {num_classes}")
     if check_labels:
         check_label_range(pred, target, num_classes, ignore_index)
     return confusion_matrix_op(pred, target, num_classes, ignore_index, backend)

@@ -15,10 +15,10 @@ validation happens in :func:`normalize_args`, before any kernel runs.
 import torch
 
 from .. import _backend
+from ._common import INTEGER_DTYPES
 
 OP = "instance_coverage"
 BITS = 64
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def num_words(k):
@@ -43,7 +43,7 @@ def normalize_args(masks, order):
     if order.dim() != 1:
         raise ValueError(f"{OP}: order must be 1-D (K,) instance indices, got shape "
                          f"{tuple(order.shape)}")
-    if order.dtype not in _INTEGER_DTYPES:
+    if order.dtype not in INTEGER_DTYPES:
         raise TypeError(f"{OP}: order must be an integer tensor of instance indices, got {order.dtype}")
     if order.numel() > 0 and masks.shape[0] == 0:
         raise ValueError(f"{OP}: order has {order.numel()} entries but masks has no instances (M=0)")

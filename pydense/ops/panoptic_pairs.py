@@ -19,19 +19,12 @@ the Triton kernels (``pydense.kernels.panoptic_pairs``), the compiled C++ kernel
 import torch
 
 from .. import _backend
+from ._common import integer_tensor
 
 OP = "panoptic_pair_counts"
 MAP_DTYPES = (torch.int32, torch.int64)  # read directly by the kernels
 MAX_ID = 1 << 24  # map values lie in [0, MAX_ID): the caller's guarantee
 TRITON_MAX_BINS = 2048 * 64  # = pydense.kernels.panoptic_pairs.MAX_IMAGE_BINS (64 bin slices)
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
-def _integer(t, name, dtypes):
-    """``t`` in a dtype the kernels read (other integer dtypes become int64)."""
-    if t.dtype not in _INTEGER_DTYPES:
-        raise TypeError(f"{OP}: {name} must be an integer tensor, got {t.dtype}")
-    return t if t.dtype in dtypes else t.to(torch.int64)
 
 
 def normalize_args(gt, pred, gt_ids, pred_ids):
@@ -48,8 +41,8 @@ def normalize_args(gt, pred, gt_ids, pred_ids):
     if pred.shape != gt.shape:
         raise ValueError(f"{OP}: pred of shape {tuple(pred.shape)} and gt of shape "
                          f"{tuple(gt.shape)} must have the same shape")
-    gt = _integer(gt, "gt", MAP_DTYPES)
-    pred = _integer(pred, "pred", MAP_DTYPES)
+    gt = integer_tensor(gt, "gt", OP, MAP_DTYPES)
+    pred = integer_tensor(pred, "pred", OP, MAP_DTYPES)
     N = gt.shape[0]
     tables = []
     for name, t in (("gt_ids", gt_ids), ("pred_ids", pred_ids)):
@@ -58,7 +51,7 @@ def normalize_args(gt, pred, gt_ids, pred_ids):
                              f"{tuple(t.shape)}")
         if t.shape[0] != N:
             raise ValueError(f"{OP}: {name} must have N={N} rows (one per image), got {t.shape[0]}")
-        tables.append(_integer(t, name, (torch.int64,)).contiguous())
+        tables.append(integer_tensor(t, name, OP, (torch.int64,)).contiguous())
     G, P = tables[0].shape[1], tables[1].shape[1]
     if (G + 1) * (P + 1) >= 2**31:
         raise ValueError(f"{OP}: (G + 1) * (P + 1) must be below 2^31, got G={G}, P={P}")
@@ -137,9 +130,7 @@ def pair_counts(gt, pred, gt_ids, pred_ids, *, backend="auto"):
     backend = _backend.resolve(backend, gt.device, OP)
     if backend == "triton" and (gt_ids.shape[1] + 1) * (pred_ids.shape[1] + 1) > TRITON_MAX_BINS:
         # Each histogram holds at most 2048 bins; more bins take several passes over the pixels.
-        if requested == "triton":
-            raise ValueError(f"{OP}: backend='triton' supports (G + 1) * (P + 1) <= "
-                             f"{TRITON_MAX_BINS}, got G={gt_ids.shape[1]}, P={pred_ids.shape[1]}; "
-                             "use backend='cuda', 'cpu' or 'torch'")
-        backend = _backend.compiled_or_torch(gt.device)
+        backend = _backend.leave_triton(
+            requested, gt.device, OP, f"(G + 1) * (P + 1) <= {TRITON_MAX_BINS}, got "
+                                      f"G={gt_ids.shape[1]}, P={pred_ids.shape[1]}")
     return panoptic_pair_counts_op(gt, pred, gt_ids, pred_ids, backend)

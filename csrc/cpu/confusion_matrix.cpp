@@ -1,8 +1,9 @@
-// CPU kernel of the segmentation confusion matrix. The rows (n, h) are cut into a fixed number of
-// chunks of contiguous rows (independent of the thread count); each chunk counts into its own
-// int64 histogram (K*K bins), chunks run in parallel, and the histograms are summed in chunk
-// order. Logits: the argmax of a row runs channel by channel over the row (contiguous loads in
-// NCHW), or pixel by pixel when channels are innermost (channels_last). Per-pixel math: csrc/common/confusion_matrix.h, shared with the CUDA kernel.
+// CPU kernel of the segmentation confusion matrix. The rows (n, h) are cut into chunks of rows
+// (cpu::chunked_histogram: a fixed number of chunks, independent of the thread count, each with
+// its own int64 histogram of K*K bins, summed in chunk order). Logits: the argmax of a row runs
+// channel by channel over the row (contiguous loads in NCHW), or pixel by pixel when channels are
+// innermost (channels_last). Per-pixel math: csrc/common/confusion_matrix.h, shared with the CUDA
+// kernel.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -13,18 +14,15 @@
 #include <vector>
 
 #include "../common/confusion_matrix.h"
+#include "../common/cpu_loops.h"
 #include "../common/confusion_matrix_checks.h"
 
 namespace pydense {
 namespace confusion_matrix {
 namespace {
 
-constexpr int64_t kChunkPixels = 1 << 16;
-constexpr int64_t kMaxChunks = 64;
-constexpr int64_t kMaxPartialBins = int64_t(1) << 24;  // chunks * K * K int64 (128 MiB)
-
-// Counts the kept pixels of target into out (K*K int64). The rows (n, h) are cut into chunks of
-// contiguous rows; row_pred(n, h, p) writes the predictions of row (n, h) into p[0..W).
+// Counts the kept pixels of target into out (K*K int64), chunks of rows (n, h) in parallel
+// (cpu::chunked_histogram); row_pred(n, h, p) writes the predictions of row (n, h) into p[0..W).
 template <typename T, typename RowPredFn>
 void histogram(const at::Tensor& target, int64_t K, int64_t ignore_index, const RowPredFn& row_pred,
                int64_t* out) {
@@ -32,30 +30,18 @@ void histogram(const at::Tensor& target, int64_t K, int64_t ignore_index, const 
   const int64_t rows = N * H, KK = K * K;
   const int64_t ts0 = target.stride(0), ts1 = target.stride(1), ts2 = target.stride(2);
   const T* t = target.const_data_ptr<T>();
-  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / std::max<int64_t>(W, 1));
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(
-      {(rows + rows_per_chunk - 1) / rows_per_chunk, kMaxChunks, kMaxPartialBins / KK}));
-  const int64_t per = (rows + chunks - 1) / chunks;
-  std::vector<int64_t> partials(size_t(chunks * KK), 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+  cpu::chunked_histogram(rows, W, KK, out, [&](int64_t lo, int64_t hi, int64_t* hist) {
     std::vector<int64_t> preds(static_cast<size_t>(W));
-    for (int64_t ch = begin; ch < end; ++ch) {
-      int64_t* hist = partials.data() + ch * KK;
-      const int64_t lo = ch * per, hi = std::min(rows, lo + per);
-      for (int64_t row = lo; row < hi; ++row) {
-        const int64_t n = row / H, h = row % H;
-        row_pred(n, h, preds.data());
-        const T* trow = t + n * ts0 + h * ts1;
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t b = bin_of(int64_t(trow[w * ts2]), preds[size_t(w)], K, ignore_index);
-          if (b >= 0) ++hist[b];
-        }
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t n = row / H, h = row % H;
+      row_pred(n, h, preds.data());
+      const T* trow = t + n * ts0 + h * ts1;
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t b = bin_of(int64_t(trow[w * ts2]), preds[size_t(w)], K, ignore_index);
+        if (b >= 0) ++hist[b];
       }
     }
   });
-  std::fill(out, out + KK, int64_t(0));
-  for (int64_t ch = 0; ch < chunks; ++ch)  // fixed order
-    for (int64_t b = 0; b < KK; ++b) out[b] += partials[size_t(ch * KK + b)];
 }
 
 void confusion_matrix_cpu(const at::Tensor& pred, const at::Tensor& target, int64_t K,

@@ -1,7 +1,6 @@
 // CPU kernel of the panoptic pair counts. A batch runs one image per task, each counted into its
-// own histogram. One image: its rows are cut into a fixed number of chunks of contiguous rows
-// (independent of the thread count); each chunk counts into its own int64 histogram, chunks run
-// in parallel, and the histograms are summed in chunk order. Either way the counts are exact. Per-pixel math (id lookup, bin):
+// own histogram; one image is cut into chunks of rows (cpu::chunked_histogram: private histograms
+// summed in chunk order). Either way the counts are exact. Per-pixel math (id lookup, bin):
 // csrc/common/panoptic_pairs.h, shared with the CUDA kernel.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -11,16 +10,13 @@
 #include <algorithm>
 #include <vector>
 
+#include "../common/cpu_loops.h"
 #include "../common/panoptic_pairs.h"
 #include "../common/panoptic_pairs_checks.h"
 
 namespace pydense {
 namespace panoptic_pairs {
 namespace {
-
-constexpr int64_t kChunkPixels = 1 << 16;
-constexpr int64_t kMaxChunks = 64;
-constexpr int64_t kMaxPartialBins = int64_t(1) << 24;  // chunks * N * bins int64 (128 MiB)
 
 template <typename TG, typename TP>
 void histogram(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& gt_ids,
@@ -62,25 +58,14 @@ void histogram(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& g
       }
     }
   };
-  std::fill(out, out + NB, int64_t(0));
   if (N > 1) {  // a batch: one image per task, each counted straight into its own histogram
+    std::fill(out, out + NB, int64_t(0));
     at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
       for (int64_t n = begin; n < end; ++n) count_rows(n * H, (n + 1) * H, out);
     });
-    return;
+  } else {  // one image: chunks of its rows
+    cpu::chunked_histogram(rows, W, NB, out, count_rows);
   }
-  // One image: chunks of rows with private histograms, summed in chunk order.
-  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / std::max<int64_t>(W, 1));
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(
-      {(rows + rows_per_chunk - 1) / rows_per_chunk, kMaxChunks, kMaxPartialBins / NB}));
-  const int64_t per = (rows + chunks - 1) / chunks;
-  std::vector<int64_t> partials(size_t(chunks * NB), 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t ch = begin; ch < end; ++ch)
-      count_rows(ch * per, std::min(rows, ch * per + per), partials.data() + ch * NB);
-  });
-  for (int64_t ch = 0; ch < chunks; ++ch)  // fixed order
-    for (int64_t b = 0; b < NB; ++b) out[b] += partials[size_t(ch * NB + b)];
 }
 
 void panoptic_pair_counts_cpu(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& gt_ids,

@@ -23,7 +23,7 @@ only with label checks off) are dropped, never used as an address. The index mat
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64
+from ._common import _needs_int64, launcher
 
 BLOCK = 1024          # pixels per step
 NUM_WARPS = 4
@@ -116,6 +116,7 @@ def programs(total, kk, interpret):
     return triton.cdiv(total, per), per
 
 
+@launcher
 def forward(pred, target, num_classes, ignore_index, out):
     """Write the (K, K) int64 confusion matrix of ``pred`` (N, H, W) labels or (N, C, H, W)
     logits against ``target`` (N, H, W) into ``out`` (contiguous); arguments checked by the caller."""

@@ -44,6 +44,14 @@ worth the name; they get direct kernels: ``_dw_fwd_kernel`` (one output element 
 unrolled, same epilogue), ``_dw_dgrad_kernel`` (a gather with the per-element tap sequence) and
 ``_dw_wgrad_kernel`` (2-D tiles of positions x channels, reduced in a fixed order, split-K).
 
+Tile choice: the forward and input-gradient GEMM tiles are by default a fixed function of the
+shapes and dtype (``gemm_tile``), like the weight gradient's (``wgrad_tile``): no timing inside the
+op, so a first call does not stall or synchronise, the kernels can be captured in a CUDA graph,
+and a result's bits never depend on which tile won a timing race in this process. With
+``PYDENSE_AUTOTUNE=1`` (read at each call) the two kernels are instead autotuned by
+``triton.autotune`` over GEMM_TILES (timed on first use of each (M, OCg, Cg), which synchronises
+and cannot run under CUDA graph capture).
+
 Precision: accumulation in fp32 (fp64 for fp64 data). fp32 inputs use TF32 tensor cores when
 the caller allows it (``torch.backends.cudnn.allow_tf32``, as cuDNN convolutions do), else exact
 fp32 dots. Under the Triton interpreter bf16 tiles are converted to fp32 before the dot
@@ -57,7 +65,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
@@ -73,8 +81,8 @@ DW_BP, DW_BC = 64, 32  # depthwise wgrad tile: positions x channels
 TARGET_PROGRAMS = 264  # wgrad split-K aims at this many programs (2 waves of 132 SMs); fixed, so
 # the split (and the result's bits) depends on the shapes only, never on the device
 
-# GEMM tiles (BM, BN, BK, num_warps, num_stages) autotuned for fp16/bf16/fp32 (BK=64: 2-byte
-# data only). Chosen from the AOT resource table (tests/test_aot.py): these compile without
+# GEMM tiles (BM, BN, BK, num_warps, num_stages) for fp16/bf16/fp32 (BK=64: 2-byte data only):
+# gemm_tile picks one from the shapes, or PYDENSE_AUTOTUNE=1 times them all. Chosen from the AOT resource table (tests/test_aot.py): these compile without
 # register spills for sm_80 and sm_90; 128x128 tiles spilled (1.5-12 KB) at 4 and 8 warps.
 GEMM_TILES = [(128, 64, 32, 8, 3), (64, 128, 32, 8, 3), (64, 128, 64, 8, 3)]
 FP64_TILE = (32, 32, 32, 4, 2)  # fp64 data
@@ -101,7 +109,8 @@ def _aot_configs():
 
     fwd = dict(KH=3, KW=3, HAS_BIAS=True, HAS_RES=True, RELU=True, UPCAST=False, INDEX_64=False,
                SHUFFLE=1)
-    two_byte = [t for t in GEMM_TILES if t[2] > 32]
+    # 2-byte data may run every GEMM tile (gemm_tile's tall BK=32 tile too), 4-byte BK=32 only
+    two_byte = GEMM_TILES
     four_byte = [t for t in GEMM_TILES if t[2] <= 32]
     gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
     gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True}, two_byte, ("bf16",))
@@ -186,6 +195,39 @@ def _autotune(key):
                            prune_configs_by={"early_config_prune": _prune})
 
 
+def autotune_enabled():
+    """Whether the forward / input-gradient GEMM tiles are timed (``PYDENSE_AUTOTUNE=1``) instead
+    of chosen from the shapes (the default; see the module docstring)."""
+    return os.environ.get("PYDENSE_AUTOTUNE", "0") not in ("", "0")
+
+
+def gemm_tile(N, dtype, index_64):
+    """The forward / input-gradient GEMM tile (BM, BN, BK, num_warps, num_stages) for a GEMM
+    whose N dimension (output channels of the forward, input channels of the input gradient,
+    per group) is ``N``, chosen from the shapes only: the dedicated tiles for fp64 data and
+    64-bit indices; else the wide tile (BN = 128) when N > 64 and the tall one (BM = 128)
+    otherwise, with BK = 64 for 2-byte data (GEMM_TILES)."""
+    if INTERPRET:
+        return INTERPRET_TILE
+    if index_64:
+        return INDEX64_TILE
+    if dtype == torch.float64:
+        return FP64_TILE
+    if N <= 64:
+        return GEMM_TILES[0]
+    return GEMM_TILES[2] if dtype in (torch.float16, torch.bfloat16) else GEMM_TILES[1]
+
+
+def _launch_gemm(kernel, tuned, grid, args, N, dtype, index_64, **constexprs):
+    """Launch the GEMM ``kernel`` (autotuned twin ``tuned``) over ``grid(BM, BN)`` with the fixed
+    tile of ``gemm_tile``, or through the autotuner when autotune_enabled()."""
+    if autotune_enabled():
+        tuned[lambda meta: grid(meta["BM"], meta["BN"])](*args, **constexprs)
+        return
+    bm, bn, bk, nw, ns = gemm_tile(N, dtype, index_64)
+    kernel[grid(bm, bn)](*args, BM=bm, BN=bn, BK=bk, num_warps=nw, num_stages=ns, **constexprs)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared device helpers
 
@@ -207,7 +249,7 @@ def _k_loop(acc, a_ptr, a_row, a_ok, a_kstride, b_ptr, b_col, b_ok, b_kstride, K
         if UPCAST:
             a = a.to(tl.float32)
             b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     return acc
 
 
@@ -283,7 +325,6 @@ def _fwd_tap(acc, x_ptr, w_ptr, x_row, oh, ow, m_ok, w_col, oc_ok, kk, kh, kw,
                    w_ptr, w_col + kh * ws2 + kw * ws3, oc_ok, ws1, Cg, kk, BK, PRECISION, UPCAST)
 
 
-@_autotune(key=["M", "OCg", "Cg"])
 @triton.jit
 def _fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, H, W, OH, OW, M, Cg, OCg,
                 xs0, xs1, xs2, xs3, ws0, ws1, ws2, ws3, rs0, rs1, rs2, rs3, os0, os1, os2, os3,
@@ -330,7 +371,6 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, H, W, OH, OW, M, Cg, OCg,
     tl.store(out_ptr + o_row[:, None] + o_col[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@_autotune(key=["M", "OCg", "Cg"])
 @triton.jit
 def _dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, H, W, OH, OW, QH, QW, M, Cg, OCg,
                   gs0, gs1, gs2, gs3, ws0, ws1, ws2, ws3, xs0, xs1, xs2, xs3,
@@ -382,6 +422,10 @@ def _dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, H, W, OH, OW, QH, QW, M, Cg, OCg
     tl.store(gx_ptr + x_off, acc.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
+_fwd_kernel_tuned = _autotune(key=["M", "OCg", "Cg"])(_fwd_kernel)
+_dgrad_kernel_tuned = _autotune(key=["M", "OCg", "Cg"])(_dgrad_kernel)
+
+
 @triton.jit
 def _wgrad_kernel(gy_ptr, x_ptr, part_ptr, H, W, OH, OW, P, Cg, OCg, OC, KH, KW, chunk,
                   gs0, gs1, gs2, gs3, xs0, xs1, xs2, xs3, sh, sw, ph, pw, dh, dw,
@@ -419,7 +463,7 @@ def _wgrad_kernel(gy_ptr, x_ptr, part_ptr, H, W, OH, OW, P, Cg, OCg, OC, KH, KW,
         if UPCAST:
             a = a.to(tl.float32)
             b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     # partial[split, oc, j, kh, kw], contiguous
     off = ((split * OC + oc)[:, None] * Cg + j[None, :]) * (KH * KW) + tap
     tl.store(part_ptr + off, acc, mask=i_ok[:, None] & j_ok[None, :])
@@ -588,6 +632,7 @@ def _split(tiles, P, BK):
     return max(1, min(want, triton.cdiv(P, 4 * BK)))
 
 
+@launcher
 def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, scale, allow_tf32,
             shuffle=1):
     """Write ``residual + scale * act(conv2d(x, w) + bias)`` into ``out``; ``padding`` is (top, left).
@@ -618,12 +663,13 @@ def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, 
             STATIC_TAPS=KH * KW <= DW_STATIC_TAPS_MAX, BLOCK=BLOCK, num_warps=NUM_WARPS, **common)
         return out
     M, OCg = N * OH * OW, OC // groups
-    grid = lambda meta: (triton.cdiv(M, meta["BM"]), triton.cdiv(OCg, meta["BN"]), groups)  # noqa: E731
-    _fwd_kernel[grid](x, w, b, r, out, H, W, OH, OW, M, Cg, OCg, *x.stride(), *w.stride(),
-                      *r.stride(), *out.stride(), *geo,
-                      STATIC_TAPS=KH * KW <= STATIC_TAPS_MAX and x.element_size() == 2,
-                      PRECISION=_precision(x.dtype, allow_tf32),
-                      UPCAST=_upcast(x.dtype), SHUFFLE=shuffle, **common)
+    _launch_gemm(_fwd_kernel, _fwd_kernel_tuned,
+                 lambda bm, bn: (triton.cdiv(M, bm), triton.cdiv(OCg, bn), groups),
+                 (x, w, b, r, out, H, W, OH, OW, M, Cg, OCg, *x.stride(), *w.stride(),
+                  *r.stride(), *out.stride(), *geo), OCg, x.dtype, common["INDEX_64"],
+                 STATIC_TAPS=KH * KW <= STATIC_TAPS_MAX and x.element_size() == 2,
+                 PRECISION=_precision(x.dtype, allow_tf32),
+                 UPCAST=_upcast(x.dtype), SHUFFLE=shuffle, **common)
     return out
 
 
@@ -636,6 +682,7 @@ def _bias_only(bias, residual, out, relu, scale, shuffle=1):
     return z + (residual if residual is not None else 0)
 
 
+@launcher
 def input_grad(gy, w, bias, gx, stride, padding, dilation, groups, allow_tf32):
     """Write the input gradient of conv2d (= conv_transpose2d of ``gy``, plus ``bias`` per
     channel of ``gx`` if given) into ``gx``; ``padding`` is (top, left)."""
@@ -662,14 +709,16 @@ def input_grad(gy, w, bias, gx, stride, padding, dilation, groups, allow_tf32):
         return gx
     QH, QW = triton.cdiv(H, sh), triton.cdiv(W, sw)
     M, OCg = N * QH * QW, OC // groups
-    grid = lambda meta: (triton.cdiv(M, meta["BM"]), triton.cdiv(Cg, meta["BN"]), groups * sh * sw)  # noqa: E731
-    _dgrad_kernel[grid](gy, w, b, gx, H, W, OH, OW, QH, QW, M, Cg, OCg, *gy.stride(), *w.stride(),
-                        *gx.stride(), sh, sw, ph, pw, dh, dw, *taps, KH, KW,
-                        PRECISION=_precision(gx.dtype, allow_tf32), UPCAST=_upcast(gx.dtype),
-                        **common)
+    _launch_gemm(_dgrad_kernel, _dgrad_kernel_tuned,
+                 lambda bm, bn: (triton.cdiv(M, bm), triton.cdiv(Cg, bn), groups * sh * sw),
+                 (gy, w, b, gx, H, W, OH, OW, QH, QW, M, Cg, OCg, *gy.stride(), *w.stride(),
+                  *gx.stride(), sh, sw, ph, pw, dh, dw, *taps, KH, KW), Cg, gx.dtype,
+                 common["INDEX_64"], PRECISION=_precision(gx.dtype, allow_tf32),
+                 UPCAST=_upcast(gx.dtype), **common)
     return gx
 
 
+@launcher
 def weight_grad(gy, x, gw, stride, padding, dilation, groups, allow_tf32):
     """Write the weight gradient of conv2d into ``gw`` (OC, Cg, KH, KW); deterministic split-K."""
     N, C, H, W = x.shape

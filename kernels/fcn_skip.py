@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64
+from ._common import _needs_int64, launcher
 from .conv import _k_loop
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -138,6 +138,7 @@ def _flags(dtype, allow_tf32):
                 UPCAST=INTERPRET and dtype == torch.bfloat16, ACC_FP64=dtype == torch.float64)
 
 
+@launcher
 def forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, scale, allow_tf32):
     """Write the fused FCN skip into ``out`` (N, K, OH, OW); ``weight`` (K, CS) or None."""
     N, K, OH, OW = out.shape
@@ -156,6 +157,7 @@ def forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, scale, allow_
     return out
 
 
+@launcher
 def skip_grad(grad_output, weight, grad_skip, offset, scale, allow_tf32):
     """Write the skip's gradient (zero outside the crop) into ``grad_skip`` (N, CS, HS, WS)."""
     N, CS, HS, WS = grad_skip.shape

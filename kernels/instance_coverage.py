@@ -14,7 +14,7 @@ math mirrors ``csrc/common/instance_coverage.h``.
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64
+from ._common import _needs_int64, launcher
 
 BLOCK = 512
 NUM_WARPS = 4
@@ -45,6 +45,7 @@ def _coverage_kernel(masks_ptr, order_ptr, cov_ptr, HW, W, NW, K, s0, s1, s2,
     tl.store(cov_ptr + p.to(tl.int64) * NW + j, word, mask=live)
 
 
+@launcher
 def forward(masks, order, out):
     """Write the coverage patterns of ``masks`` (M, H, W) bool/uint8 for the instances ``order``
     (K,) contiguous int64 into ``out`` (H, W, ceil(K / 64)) int64 contiguous; arguments checked by

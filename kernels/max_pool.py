@@ -18,7 +18,7 @@ The index math mirrors ``csrc/common/max_pool.h`` (first_tap, window_of_tap).
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
 
 BLOCK = 256
 NUM_WARPS = 8  # 1 element per thread: no spills in the AOT table, <= 51 registers (2 or 4 per thread spilled)
@@ -108,6 +108,7 @@ def _backward_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2,
              mask=live)
 
 
+@launcher
 def forward(input, out, indices, kernel_size, stride, padding, dilation):
     """Write max_pool2d(input) into ``out`` and its indices (int64 flat or uint8 compact, by
     ``indices.dtype``) into ``indices``; all 4-D, checked by the caller."""
@@ -128,6 +129,7 @@ def forward(input, out, indices, kernel_size, stride, padding, dilation):
     return out, indices
 
 
+@launcher
 def backward(grad_output, indices, grad_input, kernel_size, stride, padding, dilation):
     """Write the max_pool2d input gradient into ``grad_input`` (N, C, H, W)."""
     import torch

@@ -29,7 +29,7 @@ All loads of half/bfloat16 data are moved, not computed on, so no fp32 conversio
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
 
 BLOCK = 1024
 NUM_WARPS = 8  # 4 elements per thread: ~60-70 registers in the int32 gather (see the AOT table)
@@ -188,6 +188,7 @@ def _plane_grid(planes, elements):
     return (planes, max(1, min(MAX_SPLITS, triton.cdiv(elements, BLOCK))))
 
 
+@launcher
 def forward(input, indices, out, kernel_size, stride, padding, gather, dilation=(1, 1)):
     """Write max_unpool2d(input, indices) into ``out`` (N, C, OH, OW); all 4-D, checked by the caller.
     ``indices`` are int64 (flat) or uint8 (compact window offsets, decoded with the window
@@ -223,6 +224,7 @@ def forward(input, indices, out, kernel_size, stride, padding, gather, dilation=
     return out
 
 
+@launcher
 def backward(grad_output, indices, grad_input, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0),
              dilation=(1, 1)):
     """Write the max_unpool2d input gradient into ``grad_input`` (the indices' shape); the window

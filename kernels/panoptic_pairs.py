@@ -24,7 +24,7 @@ The index math mirrors ``csrc/common/panoptic_pairs.h``.
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64
+from ._common import _needs_int64, launcher
 from .confusion_matrix import (BLOCK, MAX_BINS, MAX_SLICES, NUM_WARPS, REDUCE_BLOCK, _reduce_kernel,
                                num_bins, programs)
 
@@ -95,6 +95,7 @@ def top_step(length):
     return 1 << (length.bit_length() - 1) if length > 0 else 0
 
 
+@launcher
 def forward(gt, pred, gt_ids, pred_ids, out):
     """Write the (N, G + 1, P + 1) int64 pair counts of the id maps ``gt`` and ``pred`` (N, H, W)
     against the sorted, contiguous int64 tables ``gt_ids`` (N, G) and ``pred_ids`` (N, P) into

@@ -12,7 +12,7 @@ input strides) does either; each is the other's backward. The index math mirrors
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
 
 BLOCK = 1024
 NUM_WARPS = 8
@@ -42,6 +42,7 @@ def _shuffle_kernel(x_ptr, out_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, os3, OC, 
     tl.store(out_ptr + n * os0 + oc * os1 + oh * os2 + ow * os3, v, mask=live)
 
 
+@launcher
 def shuffle(input, out, factor, upscale):
     """Write pixel_(un)shuffle(input, factor) into ``out``; both 4-D, checked by the caller."""
     total = out.numel()

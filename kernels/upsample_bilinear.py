@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions
+from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
 
 BLOCK = 512
 NUM_WARPS = 4
@@ -112,6 +112,7 @@ def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wla
              acc.to(gi_ptr.dtype.element_ty), mask=live)
 
 
+@launcher
 def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
     """Write the bilinear upsampling of ``input`` into ``out`` (both 4-D) from the axis tables;
     with ``skip``, write ``cat([upsampled input, skip], 1)`` (out has C + C_skip channels)."""
@@ -128,6 +129,7 @@ def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
     return out
 
 
+@launcher
 def backward(grad_output, grad_input, h_tables, w_tables, max_h, max_w):
     """Write the input gradient into ``grad_input`` (4-D) from the axis tables (idx, lam, rng)."""
     total = grad_input.numel()

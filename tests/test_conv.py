@@ -9,7 +9,7 @@ import pydense
 from pydense import reference
 from pydense.ops import conv as ops
 
-from conftest import check_compile_fullgraph, CPU_BACKENDS, backend_params, layout, to
+from conftest import check_compile_fullgraph, CPU_BACKENDS, backend_params, layout, requires_cuda, to
 
 # "cpu-direct": the cpu backend with its direct C++ kernels forced for every group size (they
 # share csrc/common/conv.h with the CUDA kernels); plain "cpu" uses ATen for dense convolutions.
@@ -355,3 +355,89 @@ def test_triton_int64_index_path(device, backend, monkeypatch):
         rx, rw = torch.autograd.grad(reference.conv2d(x.requires_grad_(), w.requires_grad_(), **kw).sum(), (x, w))
         torch.testing.assert_close(gx.cpu(), rx)
         torch.testing.assert_close(gw.cpu(), rw)
+
+
+TRITON_BACKENDS = [p for p in BACKENDS if p.id.endswith("-triton")]
+
+
+def test_fixed_tiles_are_shape_derived_and_shipped(monkeypatch):
+    """gemm_tile: the tall tile for narrow GEMMs, the wide one (BK = 64 for 2-byte data) for wide
+    ones, the dedicated fp64 / int64 tiles; and every tile it can return is a configuration the
+    AOT test compiles (CONFIGS) for that kernel and dtype."""
+    from pydense.kernels import conv as kernels
+
+    monkeypatch.setattr(kernels, "INTERPRET", False)
+    tall, wide32, wide64 = kernels.GEMM_TILES
+    assert kernels.gemm_tile(64, torch.float16, False) == tall
+    assert kernels.gemm_tile(65, torch.float16, False) == wide64
+    assert kernels.gemm_tile(256, torch.bfloat16, False) == wide64
+    assert kernels.gemm_tile(256, torch.float32, False) == wide32
+    assert kernels.gemm_tile(21, torch.float32, False) == tall
+    assert kernels.gemm_tile(256, torch.float64, False) == kernels.FP64_TILE
+    assert kernels.gemm_tile(256, torch.float16, True) == kernels.INDEX64_TILE
+    names = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
+    for kernel in ("_fwd_kernel", "_dgrad_kernel"):
+        for dtype, dt in names.items():
+            for n in (16, 64, 65, 512):
+                bm, bn, bk, nw, ns = kernels.gemm_tile(n, dtype, False)
+                assert any(name == kernel and c["BM"] == bm and c["BN"] == bn and c["BK"] == bk
+                           and dts == (dt,) and o == {"num_warps": nw, "num_stages": ns}
+                           for name, c, dts, o in kernels.CONFIGS), (kernel, dt, n)
+
+
+@pytest.mark.parametrize("device,backend", TRITON_BACKENDS)
+def test_default_tiles_never_time(device, backend, monkeypatch):
+    """Without PYDENSE_AUTOTUNE the forward and input gradient never go through the autotuner
+    (no timing, no sync: CUDA-graph capturable); with PYDENSE_AUTOTUNE=1 both do, with the same
+    results as the oracle."""
+    from pydense.kernels import conv as kernels
+
+    calls = []
+    for tuned in (kernels._fwd_kernel_tuned, kernels._dgrad_kernel_tuned):
+        real = tuned.run
+        monkeypatch.setattr(tuned, "run", lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    x, w, b, kw = conv_case(CONFIGS["grouped-s2"], torch.float32)
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("PYDENSE_AUTOTUNE", mode)
+        calls.clear()
+        xd, wd = to(x.float(), device).requires_grad_(), to(w.float(), device)
+        y = pydense.functional.conv2d(xd, wd, b.float().to(device), **kw, backend=backend)
+        (gx,) = torch.autograd.grad(y, xd, torch.ones_like(y))
+        assert len(calls) == (0 if mode == "0" else 2)
+        close(y, reference.conv2d(x, w, b, **kw), torch.float32)
+        results[mode] = (y, gx)
+    close(results["1"][1], results["0"][1].double(), torch.float32)
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_conv_is_cuda_graph_capturable(dtype, monkeypatch):
+    """With the default (fixed) tiles a convolution's forward and backward can be captured in a
+    CUDA graph; replays equal eager calls."""
+    monkeypatch.delenv("PYDENSE_AUTOTUNE", raising=False)
+    x = torch.randn(2, 32, 17, 19, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(96, 32, 3, 3, device="cuda", dtype=dtype, requires_grad=True)
+    x.requires_grad_()
+
+    def step():
+        y = pydense.functional.conv2d(x, w, padding=2, dilation=2, backend="triton")
+        gx, gw = torch.autograd.grad(y.float().square().sum(), (x, w))
+        return y, gx, gw
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        eager = step()  # warm-up (compiles) outside capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step()
+    with torch.no_grad():
+        x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(captured, step()):
+        assert torch.equal(a, b)
+    assert not torch.equal(captured[0], eager[0])

@@ -58,6 +58,9 @@ COLUMNS = ("case", "dtype", "layout", "direction", "provider", "median_ms", "GB/
 CSV_COLUMNS = ("op", "device", "bytes") + COLUMNS
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What the "compile" provider compiles with: inductor, the default mode. The CPU dry run of the GPU
+# check sets "aot_eager" (same tracing, no code generation: a C++ compile per graph on CPU).
+COMPILE_BACKEND = "inductor"
 
 
 @dataclass
@@ -116,12 +119,19 @@ def device_name(device):
 # Timing
 
 
-def bench_ms(fn, device, cpu_budget_s=0.15, cpu_repeats=5):
+# CPU timing: the median of CPU_REPEATS timeit repeats of a loop lasting ~CPU_BUDGET_S in all
+# (the dry run of the GPU check sets one call: it proves the code path, its CPU times mean nothing).
+CPU_BUDGET_S, CPU_REPEATS = 0.15, 5
+
+
+def bench_ms(fn, device, cpu_budget_s=None, cpu_repeats=None):
     """Median milliseconds of one ``fn()`` call (``fn`` is already warm)."""
     if device.type == "cuda":
         import triton.testing
 
         return float(triton.testing.do_bench(fn, return_mode="median"))
+    cpu_budget_s = CPU_BUDGET_S if cpu_budget_s is None else cpu_budget_s
+    cpu_repeats = CPU_REPEATS if cpu_repeats is None else cpu_repeats
     start = timeit.default_timer()
     fn()
     once = max(timeit.default_timer() - start, 1e-7)
@@ -180,7 +190,8 @@ def providers(problem, device, op, wanted=PROVIDERS):
         found.append(("aten", problem.eager))
     if "compile" in wanted:
         torch._dynamo.reset()  # one fresh cache per case: no recompile limit, no stale guards
-        found.append(("compile", torch.compile(problem.eager, fullgraph=True, dynamic=False)))
+        found.append(("compile", torch.compile(problem.eager, fullgraph=True, dynamic=False,
+                                               backend=COMPILE_BACKEND)))
     if "compile-max-autotune" in wanted and device.type == "cuda":
         found.append(("compile-max-autotune", torch.compile(
             problem.eager, fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs")))
@@ -209,10 +220,10 @@ def runners(fn, problem):
             "fwd+bwd": (fwd_bwd, (p.ref_out, *p.ref_grads))}
 
 
-def _as_float64(x):
+def _as_float64(x, device="cpu"):
     if isinstance(x, torch.Tensor):
-        return x.detach().to(device="cpu", dtype=torch.float64)
-    return tuple(_as_float64(t) for t in x)
+        return x.detach().to(device=device, dtype=torch.float64)
+    return tuple(_as_float64(t, device) for t in x)
 
 
 def _error_text(e, limit=160):
@@ -221,8 +232,8 @@ def _error_text(e, limit=160):
 
 
 def measure(run, ref, device, tolerance=0.0):
-    """Check ``run()`` against the oracle ``ref`` (rtol = atol = ``tolerance``), then time it:
-    (ms, check, notes)."""
+    """Check ``run()`` against the oracle ``ref`` (rtol = atol = ``tolerance``; compared on the
+    oracle's device), then time it: (ms, check, notes)."""
     try:
         got = run()
         if device.type == "cuda":
@@ -230,7 +241,9 @@ def measure(run, ref, device, tolerance=0.0):
     except Exception as e:  # noqa: BLE001 - any provider failure is reported, not fatal
         return None, "ERROR", _error_text(e)
     try:
-        torch.testing.assert_close(_as_float64(got), ref, atol=tolerance, rtol=tolerance)
+        first = ref if isinstance(ref, torch.Tensor) else (ref[0] if len(ref) else None)
+        where = first.device if first is not None else "cpu"
+        torch.testing.assert_close(_as_float64(got, where), ref, atol=tolerance, rtol=tolerance)
     except AssertionError as e:
         return None, "FAILED", _error_text(e)
     del got
@@ -245,17 +258,28 @@ def _per_direction(counts, direction):
     return counts["fwd"] + counts["bwd"] if direction == "fwd+bwd" else counts[direction]
 
 
-def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None):
-    """Run every case of a bench module; return (rows, {provider: why skipped})."""
+def _oracle_on(x, device):
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    return tuple(_oracle_on(t, device) for t in x)
+
+
+def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None, cases=None, directions=None):
+    """Run every case of a bench module (or only ``cases``, in ``directions`` only); return
+    (rows, {provider: why skipped})."""
     rows, skipped = [], {}
     # Ops without a gradient (metrics) declare DIRECTIONS = ("fwd",).
-    directions = getattr(module, "DIRECTIONS", DIRECTIONS)
+    directions = tuple(d for d in getattr(module, "DIRECTIONS", DIRECTIONS)
+                       if directions is None or d in directions)
     if quick or not getattr(module, "MAX_AUTOTUNE", False):
         wanted = tuple(w for w in wanted if w != "compile-max-autotune")
     if not getattr(module, "COMPILE", True):  # eager code that cannot compile in one graph
         wanted = tuple(w for w in wanted if not w.startswith("compile"))
-    for case in module.cases(device, quick):
+    for case in (module.cases(device, quick) if cases is None else cases):
         problem = module.problem(case, device)
+        if device.type == "cuda":  # compare on the GPU: big outputs, one upload of the oracle
+            problem.ref_out = _oracle_on(problem.ref_out, device)
+            problem.ref_grads = _oracle_on(problem.ref_grads, device)
         found, why = providers(problem, device, module.OP, wanted)
         skipped.update(why)
         case_rows = []

@@ -72,12 +72,22 @@ def _peak_mib(fn, device):
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def run(quick, device, wanted=None, log=None):
+def run(quick, device, wanted=None, log=None, *, cases=None, layouts=None, dtypes=None,
+        compile_mode="auto", compile_backend="inductor", with_compile=None, warm=False):
+    """Rows of the model benchmark. The keywords narrow it (the headline tier): ``cases`` as
+    ``_cases`` gives them, ``layouts``/``dtypes``, ``compile_mode`` (None: the default mode),
+    ``with_compile`` (default: not in quick runs), ``warm``: run each provider's step once
+    (compiles, Triton kernels) without checks or timing, and return no rows."""
     rows = []
-    layouts = ("nchw",) if quick else ("nchw", "channels_last")
-    dtypes = (torch.float32, torch.bfloat16) if device.type == "cuda" and not quick else (torch.float32,)
-    compile_mode = "max-autotune-no-cudagraphs" if device.type == "cuda" else None
-    for name, factory, kwargs, shape, modes, kind in _cases(quick, device):
+    if layouts is None:
+        layouts = ("nchw",) if quick else ("nchw", "channels_last")
+    if dtypes is None:
+        dtypes = (torch.float32, torch.bfloat16) if device.type == "cuda" and not quick else (torch.float32,)
+    if compile_mode == "auto":
+        compile_mode = "max-autotune-no-cudagraphs" if device.type == "cuda" else None
+    if with_compile is None:
+        with_compile = not quick
+    for name, factory, kwargs, shape, modes, kind in (_cases(quick, device) if cases is None else cases):
         if wanted and name not in wanted:
             continue
         torch.manual_seed(0)
@@ -91,9 +101,10 @@ def run(quick, device, wanted=None, log=None):
             fused, eager = fused.to(memory_format=fmt), eager.to(memory_format=fmt)
             x = torch.randn(shape, device=device).abs().contiguous(memory_format=fmt)
             torch._dynamo.reset()
-            providers = [("pydense", fused), ("eager", eager)]
-            if not quick:
-                providers.append(("compile", torch.compile(eager, fullgraph=True, mode=compile_mode)))
+            providers = [("pydense", fused)] + ([] if warm else [("eager", eager)])
+            if with_compile:
+                providers.append(("compile", torch.compile(eager, fullgraph=True, mode=compile_mode,
+                                                           backend=compile_backend)))
             for dtype in dtypes:
                 amp = dict(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
                 for mode in modes:
@@ -113,6 +124,8 @@ def run(quick, device, wanted=None, log=None):
                                         return model(x)
 
                                 out = step()
+                                if warm:
+                                    continue
                                 with torch.no_grad(), torch.autocast(**amp):
                                     ref = eager.eval()(x)
                                 tol = (1e-3 if dtype == torch.float32 else 5e-2) * max(1.0, ref.abs().max().item())
@@ -132,12 +145,17 @@ def run(quick, device, wanted=None, log=None):
                                     opt.step()
 
                                 step()
+                                if warm:
+                                    continue
                                 row["check"] = "ran"
                             ms = common.bench_ms(step, device)
                             row.update({"median_ms": ms, "images/s": shape[0] / (ms * 1e-3),
                                         "peak_MiB": _peak_mib(step, device)})
                         except Exception as e:  # noqa: BLE001 - reported, not fatal
                             row.update({"check": "ERROR", "notes": common._error_text(e)})
+                            if warm:
+                                print(f"warm {name} {mode} {provider}: {row['notes']}", file=sys.stderr)
+                                continue
                         case_rows.append(row)
                     base = next((r.get("median_ms") for r in case_rows if r["provider"] == "eager"), None)
                     for r in case_rows:

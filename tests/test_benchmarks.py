@@ -60,3 +60,80 @@ def test_panoptic_quality_benchmark_smoke():
     assert {("per-image", "reference"), ("batched", "pydense-cpu"), ("per-image", "pydense-torch")} <= providers
     assert all(r["check"] in ("ok", "ran", "ref") for r in rows), rows
     assert all(r["images/s"] > 0 for r in rows)
+
+
+def _result_rows(op, times, case="a", device="NVIDIA_H200"):
+    """Rows as the harness writes them: ``times`` maps provider -> ms (None: a FAILED check)."""
+    return [{"op": op, "device": device, "bytes": 1, "case": case, "dtype": "bf16",
+             "layout": "channels_last", "direction": "fwd", "provider": p, "median_ms": ms,
+             "check": "ok" if ms else "FAILED"} for p, ms in times.items()]
+
+
+def test_tune_writes_the_tuned_file(tmp_path):
+    """``python -m benchmarks.tune DIR`` rewrites AUTO_BACKEND's "cuda" entries from a GPU run's
+    CSVs (the fastest passing backend; a backend with a failed check never wins; ops measured as
+    another op follow it) and keeps everything else of the file."""
+    from pydense import _tuned
+
+    rows = (_result_rows("max_unpool2d", {"cuda": 1.0, "triton": 2.0, "aten": 0.5})
+            + _result_rows("pixel_shuffle", {"cuda": 3.0, "triton": 2.0})
+            + _result_rows("conv2d", {"cuda": 1.0, "triton": 2.0})
+            + _result_rows("conv2d", {"cuda": None, "triton": 2.0}, case="b"))
+    common.write_csv(str(tmp_path / "results" / "NVIDIA_H200" / "headline.csv"), rows)
+    cpu_rows = _result_rows("max_pool2d", {"cpu": 1.0, "triton": 0.1}, device="cpu-x86_64")
+    common.write_csv(str(tmp_path / "results" / "cpu-x86_64" / "max_pool2d.csv"), cpu_rows)
+    target = tmp_path / "_tuned.py"
+    target.write_text(open(_tuned.__file__).read())
+    assert tune.main([str(tmp_path / "results"), "--out", str(target)]) == 0
+    written = {}
+    exec(target.read_text(), written)
+    auto = written["AUTO_BACKEND"]
+    assert auto["max_unpool2d"] == {"cuda": "cuda", "cpu": "cpu"}
+    assert auto["pixel_shuffle"]["cuda"] == "triton" and auto["pixel_unshuffle"]["cuda"] == "triton"
+    assert auto["conv2d"]["cuda"] == "triton"  # cuda failed a check
+    unmeasured = set(_tuned.AUTO_BACKEND) - {"max_unpool2d", "pixel_shuffle", "pixel_unshuffle", "conv2d"}
+    assert {op: auto[op] for op in unmeasured} == {op: _tuned.AUTO_BACKEND[op] for op in unmeasured}
+    assert {op: e["cpu"] for op, e in auto.items()} == {op: e["cpu"] for op, e in _tuned.AUTO_BACKEND.items()}
+    assert written["MEASURED_AS"] == _tuned.MEASURED_AS and written["__doc__"] == _tuned.__doc__
+    again = tmp_path / "again.py"
+    again.write_text(target.read_text())
+    tune.main([str(tmp_path / "results"), "--out", str(again)])
+    assert again.read_text() == target.read_text()  # idempotent
+
+
+def test_headline_tier_has_one_canonical_case_per_op():
+    """Every benchmarked op is in the headline tier, with its canonical (full-size) case found in
+    its bench module, in bf16 and fp32 channels_last (integer inputs: once), plus the models."""
+    import torch
+
+    from benchmarks import headline
+
+    found = headline.entries(torch.device("cuda"), quick=False)
+    ops = [e.op for e in found if e.kind == "op"]
+    assert set(ops) == set(discover()) and [e.kind for e in found].count("models") == 1
+    for e in found:
+        if e.kind == "op":
+            assert e.case.name.startswith(headline.CASES[e.op])
+            if e.case.dtype.is_floating_point:
+                assert e.case.layout == "channels_last"
+                assert {x.dtype for x in found if x.op == e.op} == {torch.bfloat16, torch.float32}
+            else:
+                assert ops.count(e.op) == 1
+
+
+def test_headline_smoke(tmp_path):
+    """The headline tier's CLI end to end on CPU (one op, tiny, torch.compile through aot_eager):
+    CSV rows for each provider and direction, and the pivot table."""
+    from benchmarks import headline
+
+    out = tmp_path / "hl"
+    assert headline.main(["--quick", "--smoke", "--device", "cpu", "--ops", "pixel_shuffle",
+                          "--compile-backend", "aot_eager", "--out", str(out)]) == 0
+    (device_dir,) = out.iterdir()
+    import csv
+    rows = list(csv.DictReader(open(device_dir / "headline.csv")))
+    assert {(r["provider"], r["direction"]) for r in rows} == {
+        (p, d) for p in ("cpu", "aten", "compile") for d in ("fwd", "fwd+bwd")}
+    assert all(r["check"] == "ok" for r in rows)
+    table = (device_dir / "headline.md").read_text()
+    assert "| pixel_shuffle" in table and "fwd+bwd" in table

@@ -12,7 +12,14 @@ import os
 import shutil
 import sys
 
+import setuptools
 from setuptools import setup
+
+# pyproject.toml's license is an SPDX string, which older setuptools reject with a schema error;
+# without build isolation the environment's own setuptools builds, so say what is needed.
+if int(setuptools.__version__.split(".")[0]) < 77:
+    sys.exit(f"pydense needs setuptools >= 77 to build (found {setuptools.__version__}): "
+             "pip install 'setuptools>=77'")
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0"
@@ -89,8 +96,20 @@ print(f"  torch {torch.__version__} (CUDA {torch.version.cuda}); MAX_JOBS={os.en
       file=sys.stderr)
 print(f"  sources: {' '.join(sources)}", file=sys.stderr)
 
-with open(os.path.join(ROOT, "pydense", "_build_info.py"), "w") as f:
-    f.write("# Written by setup.py at build time.\nBUILD_INFO = " + repr(BUILD_INFO) + "\n")
+
+class BuildExt(BuildExtension.with_options(use_ninja=True)):
+    """build_ext that writes pydense/_build_info.py beside the extension it built: into the build
+    folder for a wheel, into the source tree for an in-place or editable build. (Writing it into
+    the source tree for a wheel would overwrite the info of the checkout's own build.) pydense
+    compares its "torch" entry with the running torch at import (pydense/_backend.py)."""
+
+    def run(self):
+        super().run()
+        package = os.path.join(ROOT if self.inplace else self.build_lib, "pydense")
+        os.makedirs(package, exist_ok=True)
+        with open(os.path.join(package, "_build_info.py"), "w") as f:
+            f.write("# Written by setup.py at build time.\nBUILD_INFO = " + repr(BUILD_INFO) + "\n")
+
 
 setup(
     packages=["pydense", "pydense.ops", "pydense.nn", "pydense.models", "pydense.metrics",
@@ -98,5 +117,5 @@ setup(
     package_dir={"pydense.kernels": "kernels"},
     ext_modules=[Extension("pydense._C", sources, include_dirs=[os.path.join(ROOT, "csrc")],
                            **ext_kwargs)],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExt},
 )

@@ -13,6 +13,7 @@ Backends (keyword-only ``backend=`` on every public op):
 import glob
 import importlib.util
 import os
+import re
 
 import torch
 
@@ -25,14 +26,55 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here (not built, no GPU, no Triton...)."""
 
 
+SKIP_TORCH_VERSION_CHECK = "PYDENSE_SKIP_TORCH_VERSION_CHECK"
+
+
+class TorchVersionMismatchError(ImportError):
+    """The compiled extension was built against another torch (major.minor) than the running one."""
+
+
+def _major_minor(version):
+    parts = re.match(r"(\d+)\.(\d+)", str(version))
+    return (int(parts[1]), int(parts[2])) if parts else None
+
+
+def torch_version_mismatch(built, running, lib="pydense/_C"):
+    """The error to raise when the extension ``lib`` built against torch ``built`` is loaded under
+    torch ``running`` and their major.minor differ (e.g. 2.15.0+cu132 vs 2.14.1), else None."""
+    if not built or _major_minor(built) == _major_minor(running):
+        return None
+    return TorchVersionMismatchError(
+        f"pydense's compiled extension ({lib}) was built against torch {built}, but torch "
+        f"{running} is running: a C++ extension is tied to the torch it was compiled against "
+        f"(its ABI) and may crash or fail to load under another. Rebuild pydense against the "
+        f"running torch without build isolation: `pip install --no-build-isolation .` (or `-e .` in "
+        f"a checkout; with build isolation pip compiles against whichever torch it downloads into "
+        f"its build environment). Set {SKIP_TORCH_VERSION_CHECK}=1 to load it anyway.")
+
+
+def _built_torch_version():
+    try:
+        from . import _build_info
+    except ImportError:
+        return None
+    return _build_info.BUILD_INFO.get("torch")
+
+
 def _find_and_load_extension():
-    """Load the compiled library (pydense/_C*.so); return (path, None) or (None, the reason)."""
+    """Load the compiled library (pydense/_C*.so); return (path, None) or (None, the reason).
+
+    Raises TorchVersionMismatchError (at ``import pydense``) if the library was built against
+    another torch major.minor than the running one, unless PYDENSE_SKIP_TORCH_VERSION_CHECK=1."""
     here = os.path.dirname(os.path.abspath(__file__))
     libs = sorted(glob.glob(os.path.join(here, "_C*.so")) + glob.glob(os.path.join(here, "_C*.pyd")))
     if not libs:
         return None, BackendUnavailableError(
             "pydense's compiled extension is not built (no pydense/_C*.so): install with "
             "`pip install --no-build-isolation .` (or `make build`), or use backend='triton' or 'torch'")
+    if os.environ.get(SKIP_TORCH_VERSION_CHECK, "0") in ("", "0"):
+        mismatch = torch_version_mismatch(_built_torch_version(), torch.__version__, libs[0])
+        if mismatch is not None:
+            raise mismatch
     try:
         torch.ops.load_library(libs[0])
     except OSError as e:

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import pydense
@@ -35,6 +36,47 @@ except pydense.BackendUnavailableError as e:
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "ERR pydense's compiled extension is not built" in res.stdout
+
+
+def test_torch_version_mismatch_names_both_versions():
+    from pydense._backend import TorchVersionMismatchError, torch_version_mismatch
+
+    err = torch_version_mismatch("2.15.0+cu132", "2.14.1+cu130", "pydense/_C.so")
+    assert isinstance(err, TorchVersionMismatchError) and isinstance(err, ImportError)
+    msg = str(err)
+    assert "built against torch 2.15.0+cu132" in msg and "torch 2.14.1+cu130 is running" in msg
+    assert "pip install --no-build-isolation" in msg and "PYDENSE_SKIP_TORCH_VERSION_CHECK=1" in msg
+    assert torch_version_mismatch("2.11.0", "3.11.0") is not None
+    for built in ("2.14.0", "2.14.1+cu130", "2.14.2.dev20270101+cpu", None, ""):
+        assert torch_version_mismatch(built, "2.14.1+cu130") is None, built
+
+
+def test_import_refuses_extension_built_against_other_torch(tmp_path):
+    """A build info naming another torch major.minor: `import pydense` raises, naming both
+    versions; PYDENSE_SKIP_TORCH_VERSION_CHECK=1 loads the extension anyway."""
+    if not pydense.extension_available():
+        pytest.skip("needs the compiled extension")
+    shutil.copytree(os.path.join(ROOT, "pydense"), tmp_path / "pydense",
+                    ignore=shutil.ignore_patterns("_C*.so", "_build_info.py", "__pycache__"))
+    shutil.copytree(os.path.join(ROOT, "kernels"), tmp_path / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    lib = pydense._backend._EXTENSION_PATH
+    os.symlink(lib, tmp_path / "pydense" / os.path.basename(lib))
+    info = dict(pydense.build_info(), torch="1.13.1+cu117")
+    (tmp_path / "pydense" / "_build_info.py").write_text(f"BUILD_INFO = {info!r}\n")
+    code = "import pydense; print('loaded', pydense.extension_available())"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env.pop("PYDENSE_SKIP_TORCH_VERSION_CHECK", None)
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode != 0 and "loaded" not in res.stdout
+    assert "TorchVersionMismatchError" in res.stderr, res.stderr[-3000:]
+    assert f"built against torch 1.13.1+cu117, but torch {torch.__version__} is running" in res.stderr
+    env["PYDENSE_SKIP_TORCH_VERSION_CHECK"] = "1"
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "loaded True" in res.stdout
 
 
 def test_build_info_and_registered_ops():

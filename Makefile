@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.14.1
 TORCHVISION_VERSION ?= 0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: all venv build test bench bench-quick gpu-check clean
+.PHONY: all venv build test bench bench-quick gpu-check wheel check-torch clean
 all: test
 
 $(VENV)/.deps-stamp:
@@ -45,6 +45,19 @@ bench-quick: build
 
 gpu-check:
 	bash scripts/gpu_check.sh
+
+# Install as users do: a wheel built without build isolation (against .venv's torch) into dist/,
+# installed into a scratch folder and imported from there (scripts/check_wheel.sh). CPU kernels
+# only unless PYDENSE_CUDA=1 (default here 0: the quick check).
+wheel: $(VENV)/.deps-stamp
+	PYDENSE_CUDA=$(or $(PYDENSE_CUDA),0) PYTHON=$(PY) bash scripts/check_wheel.sh
+
+# pydense against another torch (default 2.11.0, the oldest supported) in its own venv
+# .venv-torch-<version>: build (CPU kernels; CHECK_TORCH_CUDA=1 adds sm_90), op registration,
+# smoke tests (scripts/check_torch.sh).
+CHECK_TORCH ?= 2.11.0
+check-torch:
+	bash scripts/check_torch.sh $(CHECK_TORCH)
 
 clean:
 	rm -rf build *.egg-info pydense/_C*.so pydense/_build_info.py

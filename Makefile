@@ -8,14 +8,15 @@ TORCH_VERSION ?= 2.14.1
 TORCHVISION_VERSION ?= 0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: all venv build test bench bench-quick gpu-check wheel check-torch clean
+.PHONY: all venv build test bench bench-quick gpu-check gpu-check-dry wheel check-torch clean
 all: test
 
 $(VENV)/.deps-stamp:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
-		setuptools wheel ninja pytest pytest-benchmark hypothesis numpy expecttest pillow
+		setuptools wheel ninja pytest pytest-benchmark pytest-xdist pytest-timeout hypothesis numpy \
+		expecttest pillow
 	touch $@
 
 venv: $(VENV)/.deps-stamp
@@ -43,8 +44,16 @@ bench: build
 bench-quick: build
 	$(PY) -m benchmarks --quick --out build/bench
 
+# The GPU check (scripts/gpu_check.sh): on a GPU machine with a preinstalled torch, its two
+# commands, correctness then the headline benchmarks (results under $OUT, default
+# build/gpu-check/out); gpu-check-dry runs both on CPU (Triton's interpreter, tiny shapes, no
+# sanitizer), as CI does, so that a broken stage never costs GPU time.
 gpu-check:
-	bash scripts/gpu_check.sh
+	bash scripts/gpu_check.sh check; c=$$?; bash scripts/gpu_check.sh bench && exit $$c
+
+gpu-check-dry: build
+	PYTHON=$(PY) bash scripts/gpu_check.sh check --dry-run
+	PYTHON=$(PY) bash scripts/gpu_check.sh bench --dry-run
 
 # Install as users do: a wheel built without build isolation (against .venv's torch) into dist/,
 # installed into a scratch folder and imported from there (scripts/check_wheel.sh). CPU kernels

@@ -222,7 +222,8 @@ def pool(dev, backend, dtype, fmt):
     # dilated windows) and unpooling of compact offsets, forward and backward; an invalid compact
     # offset with checks off must be dropped, never addressed.
     x = torch.randn(2, 5, 19, 23, device=dev, dtype=dtype).contiguous(memory_format=fmt)
-    for k, s_, p, d, ceil in ((2, 2, 0, 1, True), (3, 2, 1, 1, False), (3, 1, 1, 2, True)):
+    windows = ((2, 2, 0, 1, True), (3, 2, 1, 1, False), (3, 1, 1, 2, True))
+    for k, s_, p, d, ceil in windows[:SMALL["pool"]] if small else windows:
         for compact in (False, True):
             xp = x.detach().clone().requires_grad_()
             yp, ip = pydense.functional.max_pool2d_with_indices(
@@ -296,7 +297,8 @@ CONV_CASES = ((32, 48, 3, 1, 2, 2, 1), (8, 12, 3, 2, 5, 3, 2), (6, 12, 3, 1, 6, 
               (4, 4, 5, 3, 9, 4, 1))
 # The CPU dry run (Triton's interpreter, ~100x slower than a GPU): fewer cases where they are
 # costly; every kernel still runs (the --merge check).
-SMALL = {"conv": CONV_CASES[0::2], "conv_transpose": CONV_CASES[:1], "deconv": 2}
+SMALL = {"conv": CONV_CASES[0::2], "conv_transpose": CONV_CASES[:1], "deconv": 2, "pool": 1,
+         "conv_shuffle": 1}
 small = False
 
 
@@ -321,7 +323,8 @@ def conv_transpose(dev, backend, dtype, fmt):
 
 def conv_shuffle(dev, backend, dtype, fmt):
     # conv2d_pixel_shuffle: EDSR-like (tensor-core path for fp16/bf16 on cuda), C = 1
-    for (c, co, k, r) in ((32, 16, 3, 2), (24, 17, 3, 3), (3, 5, 1, 2), (1, 2, 3, 3)):
+    cases = ((32, 16, 3, 2), (24, 17, 3, 3), (3, 5, 1, 2), (1, 2, 3, 3))
+    for (c, co, k, r) in cases[-SMALL["conv_shuffle"]:] if small else cases:
         xs = torch.randn(2, c, 13, 11, device=dev, dtype=dtype).contiguous(
             memory_format=fmt).requires_grad_()
         ws = torch.randn(co * r * r, c, k, k, device=dev, dtype=dtype, requires_grad=True)

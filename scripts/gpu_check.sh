@@ -276,7 +276,7 @@ stage_warm() {  # in the bench command: finish the warm-up in parallel before th
   fi
   local parts=$(( NPROC >= 16 ? 8 : (NPROC > 2 ? NPROC / 2 : 2) )) k rc=0 pids=() p
   for k in $(seq 1 $parts); do
-    TORCHINDUCTOR_COMPILE_THREADS=2 timeout -k 10 "$c" $(warm_cmd "$k" "$parts") > "$WORK/warm-$k.log" 2>&1 &
+    TORCHINDUCTOR_COMPILE_THREADS=2 OMP_NUM_THREADS=2 timeout -k 10 "$c" $(warm_cmd "$k" "$parts") > "$WORK/warm-$k.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || rc=$?; done
@@ -292,7 +292,7 @@ stage_headline() {
     "${extra[@]}" > "$WORK/headline.log" 2>&1
   rc=$?
   grep -E ": [0-9.]+ s$" "$WORK/headline.log" | tail -n 40 | sed 's/^/   /'
-  # What backend="auto" would pick from these results (the file is written by hand: tune).
+  # What backend="auto" would pick from these results (shown, not written: tune --print).
   "$PY" -m benchmarks.tune "$WORK/results" --print > "$WORK/tuned.py" 2> "$WORK/tune.log" \
     || { tail -n 1 "$WORK/tune.log" > "$WORK/tune.err"; mv "$WORK/tune.err" "$WORK/tune.log"; rm -f "$WORK/tuned.py"; }
   end headline $rc "$c" "--budget-s $budget"
@@ -310,7 +310,7 @@ if [[ "$MODE" == check ]]; then
   if [[ "${GPU_CHECK_WARM:-1}" == 1 ]]; then
     nwarm=$([[ "$DRY" == 1 ]] && echo 1 || echo 4)
     for k in $(seq 1 "$nwarm"); do
-      TORCHINDUCTOR_COMPILE_THREADS=2 timeout -k 10 300 $(warm_cmd "$k" "$nwarm") > "$WORK/warm-$k.log" 2>&1 &
+      TORCHINDUCTOR_COMPILE_THREADS=2 OMP_NUM_THREADS=2 timeout -k 10 300 $(warm_cmd "$k" "$nwarm") > "$WORK/warm-$k.log" 2>&1 &
       WARM_PIDS+=($!)
     done
   fi

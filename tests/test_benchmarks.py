@@ -137,3 +137,36 @@ def test_headline_smoke(tmp_path):
     assert all(r["check"] == "ok" for r in rows)
     table = (device_dir / "headline.md").read_text()
     assert "| pixel_shuffle" in table and "fwd+bwd" in table
+
+
+def test_gpu_check_script_parses_and_reports(tmp_path):
+    """scripts/gpu_check.sh is valid bash, and its report turns a junit file, the stage table and
+    sanitizer logs into the summary's verdict, counts and failure messages."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(["bash", "-n", os.path.join(root, "scripts", "gpu_check.sh")], check=True)
+    work = tmp_path / "check"
+    (work / "sanitizer").mkdir(parents=True)
+    (work / "stages.tsv").write_text("stage\tstatus\tseconds\tcap\tnote\nbuild\tok\t120\t240\t\n"
+                                     "tests\tFAILED (exit 1)\t200\t255\t\n")
+    (work / "junit.xml").write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="1" skipped="1" time="3">'
+        '<testcase classname="tests.test_a" name="test_ok"/>'
+        '<testcase classname="tests.test_a" name="test_bad[cuda-triton]">'
+        '<failure message="AssertionError: Tensor-likes are not close!">...</failure></testcase>'
+        '<testcase classname="tests.test_b" name="test_err"><error message="RuntimeError: CUDA error"/>'
+        '</testcase><testcase classname="tests.test_b" name="test_skip"><skipped/></testcase>'
+        '</testsuite></testsuites>')
+    (work / "tests.log").write_text("14 workers [4 items]\n")
+    (work / "sanitizer" / "part-1.log").write_text(
+        "========= Invalid __global__ write of size 4 bytes\n========= ERROR SUMMARY: 2 errors\n")
+    summary = tmp_path / "check-summary.md"
+    subprocess.run([sys.executable, os.path.join(root, "scripts", "gpu_check_report.py"), "check",
+                    str(work), str(summary)], check=True)
+    text = summary.read_text()
+    assert text.splitlines()[2].startswith("**FAIL**")
+    assert "tests 1 passed, 1 failed, 1 errors, 1 skipped" in text and "(4 selected)" in text
+    assert "`FAILURE tests.test_a::test_bad[cuda-triton]`: AssertionError: Tensor-likes are not close!" in text
+    assert "`ERROR tests.test_b::test_err`: RuntimeError: CUDA error" in text
+    assert "| part-1.log | 2 | unfinished | ========= Invalid __global__ write of size 4 bytes |" in text

@@ -1,6 +1,7 @@
 # pydense: every command sets itself up (venv, pinned torch, build) on a fresh machine.
 #   make test    build, then run the test suite (the command CI runs)
 #   make bench   build, then run the benchmark suite (results under benchmarks/results/)
+#   make test-triton36   the Triton tests (interpreter and AOT compile) under triton 3.6.0
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -37,6 +38,37 @@ build: build/.built
 
 test: build
 	$(PY) -m pytest -ra
+
+# The GPU machine's triton (3.6.0), proven on CPU: .venv-triton36 holds only triton 3.6.0 and
+# numpy<2.4 (3.6's interpreter fails with numpy >= 2.4 on runtime loop bounds) and a .pth file that
+# appends .venv's site-packages (torch and everything else are .venv's). Two parts, independent
+# (make -j2 -O test-triton36 runs them side by side, as CI does):
+#   test-triton36-interpret  the interpreter tests of every Triton kernel: every test with "triton"
+#                            in its id except the GPU ones (~1060 tests; 7-9 min on 2 shared cores)
+#   test-triton36-aot        the AOT compile of every shipped Triton config for sm_80 and sm_90
+#                            (tests/test_aot.py; 6-7 min)
+TRITON36_VENV := .venv-triton36
+TRITON36_PY := $(TRITON36_VENV)/bin/python
+PURELIB := import sysconfig; print(sysconfig.get_paths()["purelib"])
+
+$(TRITON36_VENV)/.stamp: $(VENV)/.deps-stamp
+	rm -rf $(TRITON36_VENV)
+	$(PYTHON) -m venv $(TRITON36_VENV)
+	$(PY) -c '$(PURELIB)' > "$$($(TRITON36_PY) -c '$(PURELIB)')/_pydense_main_venv.pth"
+	$(TRITON36_PY) -m pip install -q --no-deps "triton==3.6.0" "numpy<2.4"
+	$(TRITON36_PY) -c 'import numpy, torch, triton; assert triton.__version__ == "3.6.0", triton.__file__; \
+		print("triton", triton.__version__, "numpy", numpy.__version__, "torch", torch.__version__)'
+	touch $@
+
+.PHONY: test-triton36 test-triton36-interpret test-triton36-aot
+test-triton36: test-triton36-interpret test-triton36-aot
+
+test-triton36-interpret: build $(TRITON36_VENV)/.stamp
+	$(TRITON36_PY) -m pytest -q -ra -p no:cacheprovider -m "not aot" -k "triton and not cuda" \
+		-W "ignore:Conversion of an array with ndim:DeprecationWarning"
+
+test-triton36-aot: build $(TRITON36_VENV)/.stamp
+	$(TRITON36_PY) -m pytest -q -ra -p no:cacheprovider -m aot
 
 bench: build
 	$(PY) -m benchmarks

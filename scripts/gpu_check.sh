@@ -185,7 +185,13 @@ stage_tests() {
   [[ "$DRY" == 1 ]] && per_test=60
   # pytest-xdist and pytest-timeout are on the GPU machine; without them, run serially / untimed.
   if "$PY" -c "import xdist" 2> /dev/null; then flags+=(-n "$workers"); else workers=1; fi
-  if "$PY" -c "import pytest_timeout" 2> /dev/null; then flags+=(--timeout="$per_test"); else per_test=none; fi
+  # the thread method: a test stuck in a CUDA call (where no signal handler runs) still ends; its
+  # worker exits, xdist reports the test as failed and starts another worker
+  if "$PY" -c "import pytest_timeout" 2> /dev/null; then
+    flags+=(--timeout="$per_test" --timeout-method=thread)
+  else
+    per_test=none
+  fi
   # SIGINT first: pytest then stops, writes the junit file and its summary; KILL 20 s later.
   timeout -s INT -k 20 "$c" "$PY" -m pytest -m cuda "${flags[@]}" \
     -p no:cacheprovider --continue-on-collection-errors --tb=short -rfE --durations=15 \

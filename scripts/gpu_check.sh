@@ -207,7 +207,7 @@ stage_tests() {
 stage_sanitizer() {
   local c; c=$(cap "$1" "$2"); begin "compute-sanitizer (memcheck)" "$c"
   if (( c == 0 )); then end sanitizer skip 0 "no time left"; return 1; fi
-  local dir=$WORK/sanitizer parts k rc=0 note san
+  local dir=$WORK/sanitizer parts k rc=0 note san f
   mkdir -p "$dir"
   local pids=()
   if [[ "$DRY" == 1 ]]; then
@@ -242,6 +242,7 @@ stage_sanitizer() {
   fi
   if [[ "$rc" == unsupported ]]; then  # still run every kernel once, and record the CUDA ones
     rm -f "$dir"/part-*.json
+    for f in "$dir"/part-*.log; do [[ -f "$f" ]] && mv "$f" "${f/part-/unsupported-}"; done
     c=$(cap "$1" "$2")
     timeout -k 10 "$c" "$PY" scripts/sanitizer_sample.py --dtypes fp32,bf16 --cuda-coverage \
       --record "$dir/part-1.json" > "$dir/plain.log" 2>&1 || note="$note; the plain run FAILED (exit $?)"
@@ -252,7 +253,7 @@ stage_sanitizer() {
   local cov=$?
   cat "$dir/coverage.txt"
   grep -h "ERROR SUMMARY" "$dir"/part-*.log 2>/dev/null | sort | uniq -c
-  local failed_parts=0 f
+  local failed_parts=0
   for f in "$dir"/part-*.log; do
     [[ -f "$f" ]] || continue
     if ! grep -q "units done" "$f" || grep -qE "ERROR SUMMARY: [1-9]" "$f"; then
@@ -263,9 +264,9 @@ stage_sanitizer() {
     note="$note; $failed_parts part(s) with errors or unfinished"
     [[ "$rc" == 0 ]] && rc=1
   fi
-  if (( cov != 0 )); then
+  if (( cov != 0 )); then  # a kernel the sample never launched: extend the sample
     note="$note; coverage gap"
-    [[ "$rc" == 0 ]] && rc=5
+    rc=5
   fi
   end sanitizer "$rc" "$c" "$note"
   [[ "$rc" == 0 || "$rc" == unsupported ]]

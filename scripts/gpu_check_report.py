@@ -113,6 +113,12 @@ def check_section(work, out):
                            or l.startswith(("Traceback", "AssertionError", "RuntimeError"))), "")))
     if rows:
         out.append(table(("part", "memcheck errors", "units", "first problem"), rows))
+    unsupported = sorted(glob.glob(os.path.join(sdir, "unsupported-*.log")))
+    if unsupported:
+        lines = [l for l in _read(unsupported[0]).splitlines() if l.startswith("=")]
+        first = next((l for l in lines if re.search("not supported|unsupported", l, re.I)),
+                     lines[0] if lines else "")
+        out.append(f"compute-sanitizer did not run here: {first.strip()[:200]}")
     plain = _read(os.path.join(sdir, "plain.log"))
     if plain:
         out.append("\nPlain run (no sanitizer): " + ("done" if "units done" in plain else "FAILED: "

@@ -260,7 +260,7 @@ def _epilogue(acc, b_ptr, r_ptr, oc, r_off, mask, scale,
     if HAS_BIAS:
         acc += tl.load(b_ptr + oc, mask=mask, other=0.0).to(acc.dtype)
     if RELU:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.where(acc < 0.0, 0.0, acc)  # NaN stays NaN, as F.relu (tl.maximum drops it)
     acc = acc * scale
     if HAS_RES:
         acc += tl.load(r_ptr + r_off, mask=mask, other=0.0).to(acc.dtype)

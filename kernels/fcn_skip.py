@@ -32,6 +32,7 @@ import triton.language as tl
 
 from ._common import _needs_int64, launcher
 from .conv import _k_loop
+from .upsample_bilinear import _gather
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 BP, BK, BC, NUM_WARPS = 64, 32, 32, 8  # dot dims >= 16; K (21 VOC classes) fits one BK block.
@@ -56,7 +57,7 @@ def _aot_configs():
 @triton.jit
 def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
                 cs0, cs1, cs2, cs3, ss0, ss1, ss2, ss3, ws0, ws1, os0, os1, os2, os3,
-                K, CS, OH, OW, P, off_h, off_w, scale,
+                K, CS, CH, CW, OH, OW, P, off_h, off_w, scale,
                 SCORE: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
                 UPCAST: tl.constexpr, ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
                 BP: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr):
@@ -89,12 +90,8 @@ def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_pt
     w1 = tl.load(widx_ptr + OW + ow, mask=p_ok, other=0)
     lw0 = tl.load(wlam_ptr + ow, mask=p_ok, other=0.0).to(acc_t)[:, None]
     lw1 = tl.load(wlam_ptr + OW + ow, mask=p_ok, other=0.0).to(acc_t)[:, None]
-    base = c_ptr + (n * cs0)[:, None] + (k * cs1)[None, :]
-    x00 = tl.load(base + (h0 * cs2 + w0 * cs3)[:, None], mask=mask, other=0.0).to(acc_t)
-    x01 = tl.load(base + (h0 * cs2 + w1 * cs3)[:, None], mask=mask, other=0.0).to(acc_t)
-    x10 = tl.load(base + (h1 * cs2 + w0 * cs3)[:, None], mask=mask, other=0.0).to(acc_t)
-    x11 = tl.load(base + (h1 * cs2 + w1 * cs3)[:, None], mask=mask, other=0.0).to(acc_t)
-    acc += lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
+    acc += _gather(c_ptr + (n * cs0)[:, None] + (k * cs1)[None, :], CH, CW, cs2, cs3,
+                   h0[:, None], h1[:, None], w0[:, None], w1[:, None], lh0, lh1, lw0, lw1, mask, acc_t)
     o_off = (n * os0 + oh * os2 + ow * os3)[:, None] + (k * os1)[None, :]
     tl.store(out_ptr + o_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -150,7 +147,8 @@ def forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, scale, allow_
     ws = weight.stride() if weight is not None else (0, 0)
     grid = (triton.cdiv(P, BP), triton.cdiv(K, BK))
     _fwd_kernel[grid](coarse, skip, w, b, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1],
-                      *coarse.stride(), *skip.stride(), *ws, *out.stride(), K, skip.shape[1], OH, OW,
+                      *coarse.stride(), *skip.stride(), *ws, *out.stride(), K, skip.shape[1],
+                      coarse.shape[2], coarse.shape[3], OH, OW,
                       P, offset[0], offset[1], float(scale), SCORE=weight is not None,
                       HAS_BIAS=bias is not None, INDEX_64=_needs_int64(coarse, skip, out, w),
                       BP=BP, BK=BK, BC=BC, num_warps=NUM_WARPS, **_flags(coarse.dtype, allow_tf32))

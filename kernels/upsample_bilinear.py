@@ -40,8 +40,24 @@ CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "ACC_FP64": fp64, "BLOC
 
 
 @triton.jit
+def _gather(base, H, W, s2, s3, h0, h1, w0, w1, lh0, lh1, lw0, lw1, live, acc: tl.constexpr):
+    """The blend of the four taps (h0|h1, w0|w1) of the planes at ``base`` (H x W, strides s2,
+    s3). A tap outside the plane reads 0 (the tables mark a tap that does not exist with -1:
+    bilinear_deconv2d's borders), so it is never multiplied (0 * inf would give NaN)."""
+    h0_ok = live & (h0 >= 0) & (h0 < H)
+    h1_ok = live & (h1 >= 0) & (h1 < H)
+    w0_ok = (w0 >= 0) & (w0 < W)
+    w1_ok = (w1 >= 0) & (w1 < W)
+    x00 = tl.load(base + h0 * s2 + w0 * s3, mask=h0_ok & w0_ok, other=0.0).to(acc)
+    x01 = tl.load(base + h0 * s2 + w1 * s3, mask=h0_ok & w1_ok, other=0.0).to(acc)
+    x10 = tl.load(base + h1 * s2 + w0 * s3, mask=h1_ok & w0_ok, other=0.0).to(acc)
+    x11 = tl.load(base + h1 * s2 + w1 * s3, mask=h1_ok & w1_ok, other=0.0).to(acc)
+    return lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
+
+
+@triton.jit
 def _forward_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
-                    xs0, xs1, xs2, xs3, ss0, ss1, ss2, ss3, os0, os1, os2, os3, C, CX, OH, OW, total,
+                    xs0, xs1, xs2, xs3, ss0, ss1, ss2, ss3, os0, os1, os2, os3, C, CX, H, W, OH, OW, total,
                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, ACC_FP64: tl.constexpr,
                     CONCAT: tl.constexpr, BLOCK: tl.constexpr):
     acc: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
@@ -62,12 +78,7 @@ def _forward_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_pt
     w1 = tl.load(widx_ptr + OW + ow, mask=live, other=0)
     lw0 = tl.load(wlam_ptr + ow, mask=live, other=0.0).to(acc)
     lw1 = tl.load(wlam_ptr + OW + ow, mask=live, other=0.0).to(acc)
-    base = x_ptr + n * xs0 + c * xs1
-    x00 = tl.load(base + h0 * xs2 + w0 * xs3, mask=live, other=0.0).to(acc)
-    x01 = tl.load(base + h0 * xs2 + w1 * xs3, mask=live, other=0.0).to(acc)
-    x10 = tl.load(base + h1 * xs2 + w0 * xs3, mask=live, other=0.0).to(acc)
-    x11 = tl.load(base + h1 * xs2 + w1 * xs3, mask=live, other=0.0).to(acc)
-    v = lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
+    v = _gather(x_ptr + n * xs0 + c * xs1, H, W, xs2, xs3, h0, h1, w0, w1, lh0, lh1, lw0, lw1, live, acc)
     tl.store(o_ptr, v.to(out_ptr.dtype.element_ty), mask=live)
 
 
@@ -122,7 +133,7 @@ def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
     s = input if skip is None else skip
     _forward_kernel[(triton.cdiv(total, BLOCK),)](
         input, s, out, h_idx, h_lam, w_idx, w_lam, *input.stride(), *s.stride(), *out.stride(),
-        out.shape[1], input.shape[1], out.shape[2], out.shape[3], total,
+        out.shape[1], input.shape[1], input.shape[2], input.shape[3], out.shape[2], out.shape[3], total,
         CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, s, out),
         ACC_FP64=input.dtype == torch.float64, CONCAT=skip is not None, BLOCK=BLOCK,
         num_warps=NUM_WARPS)

@@ -74,6 +74,7 @@ BAD = {
     "negative-crop": (dict(factor=2, crop=-1), ValueError, "crop must be a non-negative int"),
     "too-big": (dict(factor=2, crop=3, output_size=(8, 8)), ValueError, "must fit the full output"),
     "bad-size": (dict(factor=2, output_size=(1, 2, 3)), ValueError, "output_size must be"),
+    "int-size": (dict(factor=2, output_size=4), TypeError, "output_size must be a sequence"),
 }
 
 
@@ -86,6 +87,42 @@ def test_bad_arguments(device, backend, case):
     with pytest.raises(exc, match=message):
         pydense.functional.bilinear_deconv2d(x, factor, backend=backend, **kw)
     kw["factor"] = factor
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(1, 2, 0, 4), (1, 2, 3, 0)], ids=["H=0", "W=0"])
+def test_empty_plane_raises_like_conv_transpose(device, backend, shape):
+    """An empty plane of a non-empty batch would give a non-empty output from no input (it read
+    tap -1 and crashed); ConvTranspose2d raises, and so does every backend, naming the input."""
+    with pytest.raises(RuntimeError, match="zero batch or zero channel"):
+        F.conv_transpose2d(torch.zeros(shape), ops.weight(2, 2), stride=2)
+    with pytest.raises(ValueError, match="input has an empty spatial plane"):
+        pydense.functional.bilinear_deconv2d(torch.zeros(shape, device=device), 2, backend=backend)
+    out = pydense.functional.bilinear_deconv2d(torch.zeros((0, 2, 3, 4), device=device), 2,
+                                               backend=backend)
+    assert out.shape == (0, 2, 8, 10)
+
+
+@pytest.mark.parametrize("device,backend", [p for p in BACKENDS if "torch" not in p.id])
+@pytest.mark.parametrize("pos", [(0, 0), (3, 4), (1, 2)], ids=["corner", "far-corner", "inside"])
+def test_inf_spreads_like_the_diagonal_deconvolution(device, backend, pos):
+    """An inf input gives inf over its taps and no NaN, as conv_transpose2d with FCN's kernel on
+    the channel diagonal does (the border outputs have a single input: the missing tap is not
+    read, so no inf is multiplied by a zero weight). Other channels stay finite: unlike FCN's
+    dense CxC ConvTranspose2d, whose off-diagonal zeros turn an inf or NaN into NaN in every
+    channel (the "torch" backend is that layer)."""
+    x = data((1, 2, 4, 5))
+    x[0, 0, pos[0], pos[1]] = float("inf")
+    for crop, size in ((0, None), (1, (8, 9))):
+        got = pydense.functional.bilinear_deconv2d(x.float().to(device), 2, crop=crop, output_size=size,
+                                                   backend=backend).cpu().double()
+        want = F.conv_transpose2d(x[:, :1], ops.weight(1, 2, torch.float64), stride=2)
+        want = want[..., crop:crop + (size or want.shape[-2:])[0], crop:crop + (size or want.shape[-2:])[1]]
+        assert not got.isnan().any()
+        assert torch.equal(got[:, 0].isinf(), want[:, 0].isinf()) and want.isinf().any()
+        assert got[:, 1].isfinite().all()
+        finite = want[:, 0].isfinite()
+        torch.testing.assert_close(got[:, 0][finite], want[:, 0][finite], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_input():

@@ -234,6 +234,9 @@ def bad_cases():
         "dtype": ((x, w.double()), {"groups": 2}, TypeError, "weight dtype must equal"),
         "int-input": ((x.long(), w.long()), {"groups": 2}, TypeError, "input dtype"),
         "bias-shape": ((x, w, torch.randn(5)), {"groups": 2}, ValueError, r"bias must have shape \(6,\)"),
+        "zero-kernel": ((x, torch.randn(6, 4, 0, 3)), {}, ValueError, "kernel size .* must be positive"),
+        "zero-in-channels": ((torch.randn(1, 0, 6, 6), torch.randn(6, 0, 3, 3)), {}, ValueError,
+                             "at least one input channel"),
     }
 
 
@@ -441,3 +444,116 @@ def test_triton_conv_is_cuda_graph_capturable(dtype, monkeypatch):
     for a, b in zip(captured, step()):
         assert torch.equal(a, b)
     assert not torch.equal(captured[0], eager[0])
+
+
+def strided_biases(n):
+    """A bias with stride 2, and a one-element bias expanded to n (stride 0): the kernels read
+    bias[c], so both must reach them as unit-stride vectors."""
+    return {"stride-2": torch.randn(2 * n, generator=torch.Generator().manual_seed(5))[::2],
+            "expanded": torch.randn(1, generator=torch.Generator().manual_seed(6)).expand(n)}
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["stride-2", "expanded"])
+def test_non_contiguous_bias(device, backend, kind, monkeypatch):
+    """Regression: a strided bias was read as if contiguous (wrong values, and past the end of an
+    expanded one-element buffer) by conv2d, conv2d_fused, conv_transpose2d and
+    conv2d_pixel_shuffle."""
+    backend = use(backend, monkeypatch)
+    x, w = data((1, 4, 5, 6)).float(), data((6, 4, 3, 3), 1).float()
+    b = strided_biases(6)[kind]
+    dev = lambda t: t.to(device)  # noqa: E731  (.to keeps the strides of the view)
+    F = torch.nn.functional
+    got = pydense.functional.conv2d(dev(x), dev(w), dev(b), padding=1, backend=backend)
+    torch.testing.assert_close(got.cpu(), F.conv2d(x, w, b, padding=1), rtol=1e-5, atol=1e-5)
+    got = pydense.functional.conv2d_fused(dev(x), dev(w), dev(b), padding=1, activation="relu",
+                                          scale=0.5, backend=backend)
+    torch.testing.assert_close(got.cpu(), 0.5 * F.relu(F.conv2d(x, w, b, padding=1)), rtol=1e-5, atol=1e-5)
+    wt, bt = data((4, 3, 4, 4), 2).float(), strided_biases(3)[kind]
+    got = pydense.functional.conv_transpose2d(dev(x), dev(wt), dev(bt), stride=2, padding=1, backend=backend)
+    torch.testing.assert_close(got.cpu(), F.conv_transpose2d(x, wt, bt, stride=2, padding=1),
+                               rtol=1e-5, atol=1e-5)
+    wps, bps = data((8, 4, 3, 3), 3).float(), strided_biases(8)[kind]
+    got = pydense.functional.conv2d_pixel_shuffle(dev(x), dev(wps), dev(bps), 2, backend=backend)
+    torch.testing.assert_close(got.cpu(), F.pixel_shuffle(F.conv2d(x, wps, bps, padding=1), 2),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_ops_reject_a_strided_bias():
+    """torch.ops.pydense._conv2d_* are public: they check the bias they read as bias[c] themselves."""
+    if not pydense.extension_available():
+        pytest.skip("the compiled extension is not built")
+    x, w = torch.randn(1, 4, 5, 6), torch.randn(6, 4, 3, 3)
+    out = torch.empty(1, 6, 5, 6)
+    with pytest.raises(RuntimeError, match="bias must be contiguous"):
+        torch.ops.pydense._conv2d_fwd(x, w, torch.randn(12)[::2], None, [1, 1], [1, 1], [1, 1], False,
+                                      1.0, 1, out)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_relu_epilogue_keeps_nan_and_inf(device, backend, monkeypatch):
+    """Regression: the fused ReLU turned NaN into 0 (max(nan, 0)); F.relu keeps NaN, +inf, and
+    maps -inf to 0."""
+    backend = use(backend, monkeypatch)
+    x, w = data((1, 4, 5, 6)).float(), data((6, 4, 3, 3), 1).float()
+    x[0, 0, 2, 2] = float("nan")
+    x[0, 1, 0, 5] = float("inf")
+    want = torch.nn.functional.relu(torch.nn.functional.conv2d(x, w, padding=1))
+    got = pydense.functional.conv2d_fused(x.to(device), w.to(device), padding=1, activation="relu",
+                                          backend=backend).cpu()
+    assert want.isnan().any()
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+    keep = want.isfinite()
+    torch.testing.assert_close(got[keep], want[keep], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_non_finite_weight_meets_zero_padding_as_in_torch(device, backend, monkeypatch):
+    """Regression (cpu backend): an inf weight tap over the zero padding gives NaN (0 * inf) in
+    PyTorch's convolution; the direct kernels skipped padding taps and returned finite values."""
+    backend = use(backend, monkeypatch)
+    x, w = data((1, 4, 5, 6)).float(), data((6, 4, 3, 3), 1).float()
+    w[0, 0, 0, 0] = float("inf")
+    w[3, 2, 2, 1] = float("nan")
+    want = torch.nn.functional.conv2d(x, w, padding=1)
+    got = pydense.functional.conv2d(x.to(device), w.to(device), padding=1, backend=backend).cpu()
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+    keep = want.isfinite()
+    torch.testing.assert_close(got[keep], want[keep], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["conv2d", "fused", "transposed", "pixel-shuffle"])
+def test_double_backward_gradgradcheck(device, backend, kind, monkeypatch):
+    """Second derivatives (gradient penalties, create_graph=True): the gradient ops have autograd
+    of their own (the convolution's kernels again), checked by gradgradcheck in fp64."""
+    backend = use(backend, monkeypatch)
+    PF = pydense.functional
+    x = to(data((1, 4, 5, 4)), device).requires_grad_()
+    if kind == "transposed":
+        w = to(data((4, 3, 3, 3), 1) * 0.3, device).requires_grad_()
+        b = to(data((3,), 2), device).requires_grad_()
+        fn = lambda x, w, b: PF.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1,  # noqa: E731
+                                                 dilation=1, backend=backend)
+    elif kind == "pixel-shuffle":
+        w = to(data((8, 4, 3, 3), 1) * 0.3, device).requires_grad_()
+        b = to(data((8,), 2), device).requires_grad_()
+        fn = lambda x, w, b: PF.conv2d_pixel_shuffle(x, w, b, 2, backend=backend)  # noqa: E731
+    else:
+        w = to(data((6, 2, 3, 3), 1) * 0.3, device).requires_grad_()
+        b = to(data((6,), 2), device).requires_grad_()
+        if kind == "conv2d":
+            fn = lambda x, w, b: PF.conv2d(x, w, b, stride=(2, 1), padding=2, dilation=2, groups=2,  # noqa: E731
+                                           backend=backend)
+        else:
+            r = to(data((1, 6, 5, 4), 3), device)
+            fn = lambda x, w, b: PF.conv2d_fused(x, w, b, padding=1, groups=2, residual=r,  # noqa: E731
+                                                 scale=0.5, backend=backend)
+    # fast_mode: random projections instead of full Jacobians (a few op calls, not hundreds;
+    # the Triton kernels run in the interpreter here)
+    assert torch.autograd.gradgradcheck(fn, (x, w, b), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+    # a gradient penalty: d/dw |dL/dx|^2 through create_graph, against the torch backend
+    y = fn(x, w, b)
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    (gw,) = torch.autograd.grad(gx.square().sum(), w)
+    assert gw.isfinite().all() and gw.abs().sum() > 0

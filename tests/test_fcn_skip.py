@@ -141,6 +141,34 @@ def test_errors():
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("coarse_shape", [(1, 3, 0, 3), (1, 3, 3, 0)], ids=["H=0", "W=0"])
+def test_empty_coarse_plane_raises(device, backend, coarse_shape):
+    """An empty coarse plane read tap -1 and crashed; now a ValueError naming coarse, as the
+    eager chain's ConvTranspose2d raises."""
+    with pytest.raises(ValueError, match="coarse has an empty spatial plane"):
+        pydense.functional.fcn_skip(torch.zeros(coarse_shape, device=device),
+                                    torch.zeros(1, 3, 8, 11, device=device), offset=1, backend=backend)
+
+
+@pytest.mark.parametrize("device,backend", [p for p in BACKENDS if "torch" not in p.id])
+def test_inf_coarse_score_spreads_without_nan(device, backend):
+    """An inf coarse score on the border gives inf over the outputs it reaches and no NaN (the
+    missing border tap is not multiplied by its zero weight), as the diagonal deconvolution does."""
+    (coarse, skip, w, b), factor, offset, scale = inputs("score-conv")
+    coarse[0, 1, 0, 2] = float("inf")
+    got = pydense.functional.fcn_skip(coarse.float().to(device), skip.float().to(device), factor=factor,
+                                      offset=offset, skip_scale=scale, score_weight=w.float().to(device),
+                                      score_bias=b.float().to(device), backend=backend).cpu().double()
+    assert not got.isnan().any()
+    assert got[0, 1].isinf().sum() == 16 and got.isinf().sum() == 16
+    fin = coarse.clone()
+    fin[0, 1, 0, 2] = 0
+    want = reference.fcn_skip(fin, skip, factor, offset, scale, w, b)
+    keep = got.isfinite()
+    check(got[keep], want[keep], torch.float32)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_opcheck(device, backend):
     c = data((1, 2, 2, 3)).float().to(device).requires_grad_()
     s = data((1, 3, 8, 9), 1).float().to(device).requires_grad_()

@@ -178,6 +178,19 @@ def test_empty_categories_and_averages():
     assert r["All"]["pq"] == 1.0 and math.isnan(r["Stuff"]["pq"]) and r["Stuff"]["n"] == 0
 
 
+def test_empty_batch_gives_nan_scores():
+    """Regression: an empty (0, H, W) batch raised "max() arg is an empty sequence"; it adds no
+    image, and the scores are nan like those of empty segment lists."""
+    empty = torch.zeros(0, 4, 4, dtype=torch.int32)
+    r = panoptic_quality(empty, empty, [], [], CATS)
+    assert all(math.isnan(r[k]["pq"]) and r[k]["n"] == 0 for k in ("All", "Things", "Stuff"))
+    meter = PanopticQuality(CATS)
+    meter.update(empty, empty, [], [])
+    assert meter.images == 0
+    meter.update(torch.tensor([[5, 5]]), torch.tensor([[1, 1]]), [seg(5, 1)], [seg(1, 1, 2)])
+    assert meter.images == 1 and meter.compute()["Things"]["pq"] == 1.0
+
+
 def test_inconsistent_predictions_raise_with_the_id():
     gt, gs = torch.tensor([[1, 1, 3, 3]]), [seg(1, 1, 2), seg(3, 3, 2)]
     with pytest.raises(PanopticFormatError, match="segment with ID 9 is presented in PNG and not "

@@ -97,7 +97,7 @@ PYDENSE_HD void shuffled_target(I r, I oc, I oh, I ow, I& c, I& yh, I& yw) {
 template <typename acc_t>
 PYDENSE_HD acc_t epilogue(acc_t acc, acc_t bias, bool relu, acc_t scale, acc_t residual) {
   acc += bias;
-  if (relu) acc = acc > acc_t(0) ? acc : acc_t(0);
+  if (relu) acc = acc < acc_t(0) ? acc_t(0) : acc;  // NaN stays NaN, as F.relu
   return residual + scale * acc;
 }
 
@@ -111,13 +111,19 @@ PYDENSE_HD acc_t forward_sum(const scalar_t* x, const scalar_t* w, Strides4<I> x
   acc_t acc = 0;
   for (I kh = 0; kh < G.KH; ++kh) {
     const I ih = oh * G.sh - G.ph + kh * G.dh;
-    if (ih < 0 || ih >= G.H) continue;
+    const bool h_in = ih >= 0 && ih < G.H;
     for (I kw = 0; kw < G.KW; ++kw) {
       const I iw = ow * G.sw - G.pw + kw * G.dw;
-      if (iw < 0 || iw >= G.W) continue;
-      const scalar_t* xp = xb + ih * xs.v[2] + iw * xs.v[3];
       const scalar_t* wp = wb + kh * ws.v[2] + kw * ws.v[3];
-      for (I c = 0; c < G.Cg; ++c) acc += acc_t(xp[c * xs.v[1]]) * acc_t(wp[c * ws.v[1]]);
+      if (h_in && iw >= 0 && iw < G.W) {
+        const scalar_t* xp = xb + ih * xs.v[2] + iw * xs.v[3];
+        for (I c = 0; c < G.Cg; ++c) acc += acc_t(xp[c * xs.v[1]]) * acc_t(wp[c * ws.v[1]]);
+      } else {
+        // A padding tap multiplies the zero padding: 0 * w, so that a non-finite weight gives NaN
+        // there as in PyTorch's zero-padded convolution (and the GEMM kernels), instead of being
+        // skipped. Border outputs only.
+        for (I c = 0; c < G.Cg; ++c) acc += acc_t(0) * acc_t(wp[c * ws.v[1]]);
+      }
     }
   }
   return acc;

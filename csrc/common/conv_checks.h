@@ -26,6 +26,8 @@ inline void check_bias(const char* op, const c10::optional<at::Tensor>& bias, co
   if (!bias) return;
   check_same(op, "bias", *bias, ref);
   TORCH_CHECK(bias->dim() == 1 && bias->size(0) == channels, op, ": bias must be (", channels, ",)");
+  TORCH_CHECK(bias->is_contiguous(), op, ": bias must be contiguous (the kernels read bias[c]), got stride ",
+              bias->strides());
 }
 
 inline void check_params(const char* op, at::IntArrayRef stride, at::IntArrayRef padding,

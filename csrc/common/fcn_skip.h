@@ -32,20 +32,18 @@ PYDENSE_HD acc_t dot(const scalar_t* a, I as, const scalar_t* b, I bs, I len) {
   return acc;
 }
 
-// Output element (n, k, oh, ow). px: the skip pixel (n, oh + off_h, ow + off_w) at channel 0;
-// w: the score weight (nullptr: none), b: its bias (nullptr: none).
+// Output element (n, k, oh, ow). coarse_nk: the coarse plane (n, k), CH x CW; px: the skip pixel
+// (n, oh + off_h, ow + off_w) at channel 0; w: the score weight (nullptr: none), b: its bias
+// (nullptr: none; contiguous).
 template <typename acc_t, typename scalar_t, typename I>
-PYDENSE_HD acc_t forward_value(const scalar_t* coarse_nk, I cs2, I cs3, const scalar_t* px, I ss1,
+PYDENSE_HD acc_t forward_value(const scalar_t* coarse_nk, I CH, I CW, I cs2, I cs3, const scalar_t* px, I ss1,
                                const scalar_t* w, I ws0, I ws1, const scalar_t* b, I CS, I k, I oh,
                                I ow, const int32_t* hi, const acc_t* hl, const int32_t* wi,
                                const acc_t* wl, I OH, I OW, acc_t scale) {
   const acc_t score = w ? scale * dot<acc_t>(w + k * ws0, ws1, px, ss1, CS) + (b ? acc_t(b[k]) : acc_t(0))
                         : scale * acc_t(px[k * ss1]);
-  const I r0 = hi[oh] * cs2, r1 = hi[OH + oh] * cs2, c0 = wi[ow] * cs3, c1 = wi[OW + ow] * cs3;
-  const acc_t up = upsample_bilinear::blend<acc_t>(
-      acc_t(coarse_nk[r0 + c0]), acc_t(coarse_nk[r0 + c1]), acc_t(coarse_nk[r1 + c0]),
-      acc_t(coarse_nk[r1 + c1]), hl[oh], hl[OH + oh], wl[ow], wl[OW + ow]);
-  return up + score;
+  return upsample_bilinear::gather<acc_t>(coarse_nk, CH, CW, cs2, cs3, hi, hl, wi, wl, OH, OW, oh, ow) +
+         score;
 }
 
 // Skip gradient of element (n, c, h, w). g_n: grad_output at batch n; K classes.

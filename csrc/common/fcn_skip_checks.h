@@ -31,6 +31,8 @@ inline void check_score(const c10::optional<at::Tensor>& weight, const c10::opti
   if (bias) {
     check_like(*bias, ref, "bias");
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == K, "_fcn_skip: bias must be (", K, ",)");
+    TORCH_CHECK(bias->is_contiguous(), "_fcn_skip: bias must be contiguous (the kernels read bias[k]), got stride ",
+                bias->strides());
   }
 }
 

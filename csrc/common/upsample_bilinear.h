@@ -22,6 +22,25 @@ PYDENSE_HD acc_t blend(acc_t x00, acc_t x01, acc_t x10, acc_t x11, acc_t lh0, ac
   return lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11);
 }
 
+// Tap (h, w) of the plane p (H x W, strides s2 and s3) in acc_t, or 0 when (h, w) lies outside
+// the plane. The tables mark a tap that does not exist with -1 (bilinear_deconv2d's borders, where
+// FCN's deconvolution has a single input): it is never read and never multiplied (0 * inf would
+// give NaN where the deconvolution gives inf), and no table entry can address outside the plane.
+template <typename acc_t, typename scalar_t, typename I>
+PYDENSE_HD acc_t tap(const scalar_t* p, int32_t h, int32_t w, I H, I W, I s2, I s3) {
+  return (h >= 0 && I(h) < H && w >= 0 && I(w) < W) ? acc_t(p[I(h) * s2 + I(w) * s3]) : acc_t(0);
+}
+
+// Forward value of output (oh, ow) from the plane p: the blend of its four taps.
+template <typename acc_t, typename scalar_t, typename I>
+PYDENSE_HD acc_t gather(const scalar_t* p, I H, I W, I s2, I s3, const int32_t* hi, const acc_t* hl,
+                        const int32_t* wi, const acc_t* wl, I OH, I OW, I oh, I ow) {
+  const int32_t h0 = hi[oh], h1 = hi[OH + oh], w0 = wi[ow], w1 = wi[OW + ow];
+  return blend<acc_t>(tap<acc_t>(p, h0, w0, H, W, s2, s3), tap<acc_t>(p, h0, w1, H, W, s2, s3),
+                      tap<acc_t>(p, h1, w0, H, W, s2, s3), tap<acc_t>(p, h1, w1, H, W, s2, s3),
+                      hl[oh], hl[OH + oh], wl[ow], wl[OW + ow]);
+}
+
 // Weight of input index i in output o's two taps (0 if neither): the backward's stencil.
 template <typename acc_t>
 PYDENSE_HD acc_t tap_weight(int64_t o, int64_t i, const int32_t* idx, const acc_t* lam,

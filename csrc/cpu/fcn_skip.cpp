@@ -24,6 +24,7 @@ void forward_cpu(const at::Tensor& coarse, const at::Tensor& skip, const c10::op
   if (out.numel() == 0) return;
   const auto cs = strides_of<int64_t>(coarse), ss = strides_of<int64_t>(skip), os = strides_of<int64_t>(out);
   const int64_t OH = out.size(2), OW = out.size(3), CS = skip.size(1), off_h = offset[0], off_w = offset[1];
+  const int64_t CH = coarse.size(2), CW = coarse.size(3);
   const int64_t ws0 = weight ? weight->stride(0) : 0, ws1 = weight ? weight->stride(1) : 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coarse.scalar_type(), "fcn_skip_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -39,7 +40,7 @@ void forward_cpu(const at::Tensor& coarse, const at::Tensor& skip, const c10::op
     for_each_element(out, [&](int64_t n, int64_t k, int64_t oh, int64_t ow) {
       const scalar_t* px = s + n * ss.v[0] + (oh + off_h) * ss.v[2] + (ow + off_w) * ss.v[3];
       o[n * os.v[0] + k * os.v[1] + oh * os.v[2] + ow * os.v[3]] = scalar_t(forward_value<acc_t>(
-          c + n * cs.v[0] + k * cs.v[1], cs.v[2], cs.v[3], px, ss.v[1], w, ws0, ws1, b, CS, k, oh,
+          c + n * cs.v[0] + k * cs.v[1], CH, CW, cs.v[2], cs.v[3], px, ss.v[1], w, ws0, ws1, b, CS, k, oh,
           ow, hi, hl, wi, wl, OH, OW, acc_t(skip_scale)));
     });
   });

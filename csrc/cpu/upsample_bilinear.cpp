@@ -23,7 +23,8 @@ void forward_cpu(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
                  const at::Tensor& h_idx, const at::Tensor& h_lam, const at::Tensor& w_idx,
                  const at::Tensor& w_lam, const at::Tensor& out) {
   check_forward(input, skip, h_idx, h_lam, w_idx, w_lam, out);
-  const int64_t OH = out.size(2), OW = out.size(3), CX = input.size(1);
+  const int64_t OH = out.size(2), OW = out.size(3), CX = input.size(1), H = input.size(2),
+                W = input.size(3);
   if (out.numel() == 0) return;
   const int32_t* hi = h_idx.const_data_ptr<int32_t>();
   const int32_t* wi = w_idx.const_data_ptr<int32_t>();
@@ -43,12 +44,8 @@ void forward_cpu(const at::Tensor& input, const c10::optional<at::Tensor>& skip,
         o[n * os0 + c * os1 + oh * os2 + ow * os3] = s[n * ss0 + (c - CX) * ss1 + oh * ss2 + ow * ss3];
         return;
       }
-      const scalar_t* p = x + n * xs0 + c * xs1;
-      const int64_t r0 = hi[oh] * xs2, r1 = hi[OH + oh] * xs2;
-      const int64_t c0 = wi[ow] * xs3, c1 = wi[OW + ow] * xs3;
-      o[n * os0 + c * os1 + oh * os2 + ow * os3] = scalar_t(blend<acc_t>(
-          acc_t(p[r0 + c0]), acc_t(p[r0 + c1]), acc_t(p[r1 + c0]), acc_t(p[r1 + c1]), hl[oh],
-          hl[OH + oh], wl[ow], wl[OW + ow]));
+      o[n * os0 + c * os1 + oh * os2 + ow * os3] = scalar_t(gather<acc_t>(
+          x + n * xs0 + c * xs1, H, W, xs2, xs3, hi, hl, wi, wl, OH, OW, oh, ow));
     };
     cpu::for_each_element(out, one);
   });

@@ -28,14 +28,14 @@ __global__ void forward_kernel(const scalar_t* __restrict__ coarse, const scalar
                                scalar_t* __restrict__ out, const int32_t* __restrict__ hi,
                                const acc_t* __restrict__ hl, const int32_t* __restrict__ wi,
                                const acc_t* __restrict__ wl, Strides4<I> cs, Strides4<I> ss,
-                               Strides4<I> os, I ws0, I ws1, I K, I CS, I OH, I OW, I off_h, I off_w,
-                               acc_t scale, bool channels_last, I total) {
+                               Strides4<I> os, I ws0, I ws1, I K, I CS, I CH, I CW, I OH, I OW,
+                               I off_h, I off_w, acc_t scale, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, k, oh, ow;
     decompose(l, K, OH, OW, channels_last, n, k, oh, ow);
     const scalar_t* px = skip + n * ss.v[0] + (oh + off_h) * ss.v[2] + (ow + off_w) * ss.v[3];
     out[n * os.v[0] + k * os.v[1] + oh * os.v[2] + ow * os.v[3]] = scalar_t(forward_value<acc_t>(
-        coarse + n * cs.v[0] + k * cs.v[1], cs.v[2], cs.v[3], px, ss.v[1], w, ws0, ws1, b, CS, k, oh,
+        coarse + n * cs.v[0] + k * cs.v[1], CH, CW, cs.v[2], cs.v[3], px, ss.v[1], w, ws0, ws1, b, CS, k, oh,
         ow, hi, hl, wi, wl, OH, OW, scale));
   }
 }
@@ -75,7 +75,8 @@ void forward_cuda(const at::Tensor& coarse, const at::Tensor& skip, const c10::o
           h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<acc_t>(), w_idx.const_data_ptr<int32_t>(),
           w_lam.const_data_ptr<acc_t>(), strides_of<I>(coarse), strides_of<I>(skip), strides_of<I>(out),
           I(weight ? weight->stride(0) : 0), I(weight ? weight->stride(1) : 0), I(out.size(1)),
-          I(skip.size(1)), I(out.size(2)), I(out.size(3)), I(offset[0]), I(offset[1]),
+          I(skip.size(1)), I(coarse.size(2)), I(coarse.size(3)), I(out.size(2)), I(out.size(3)),
+          I(offset[0]), I(offset[1]),
           acc_t(skip_scale), is_channels_last(out), I(total));
     };
     narrow ? launch(int32_t(0)) : launch(int64_t(0));

@@ -27,7 +27,8 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* _
                                scalar_t* __restrict__ out, const int32_t* __restrict__ hi,
                                const acc_t* __restrict__ hl, const int32_t* __restrict__ wi,
                                const acc_t* __restrict__ wl, Strides4<I> xs, Strides4<I> ss,
-                               Strides4<I> os, I C, I CX, I OH, I OW, bool channels_last, I total) {
+                               Strides4<I> os, I C, I CX, I H, I W, I OH, I OW, bool channels_last,
+                               I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, oh, ow;
     decompose(l, C, OH, OW, channels_last, n, c, oh, ow);
@@ -36,12 +37,8 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* _
           skip[n * ss.v[0] + (c - CX) * ss.v[1] + oh * ss.v[2] + ow * ss.v[3]];
       continue;
     }
-    const scalar_t* p = x + n * xs.v[0] + c * xs.v[1];
-    const I r0 = hi[oh] * xs.v[2], r1 = hi[OH + oh] * xs.v[2];
-    const I c0 = wi[ow] * xs.v[3], c1 = wi[OW + ow] * xs.v[3];
-    out[n * os.v[0] + c * os.v[1] + oh * os.v[2] + ow * os.v[3]] = scalar_t(blend<acc_t>(
-        acc_t(p[r0 + c0]), acc_t(p[r0 + c1]), acc_t(p[r1 + c0]), acc_t(p[r1 + c1]), hl[oh],
-        hl[OH + oh], wl[ow], wl[OW + ow]));
+    out[n * os.v[0] + c * os.v[1] + oh * os.v[2] + ow * os.v[3]] = scalar_t(gather<acc_t>(
+        x + n * xs.v[0] + c * xs.v[1], H, W, xs.v[2], xs.v[3], hi, hl, wi, wl, OH, OW, oh, ow));
   }
 }
 
@@ -85,7 +82,8 @@ void forward_cuda(const at::Tensor& input, const c10::optional<at::Tensor>& skip
           out.mutable_data_ptr<scalar_t>(), h_idx.const_data_ptr<int32_t>(),
           h_lam.const_data_ptr<at::opmath_type<scalar_t>>(), w_idx.const_data_ptr<int32_t>(),
           w_lam.const_data_ptr<at::opmath_type<scalar_t>>(), strides_of<I>(input), strides_of<I>(s),
-          strides_of<I>(out), I(C), I(input.size(1)), I(OH), I(OW), is_channels_last(out), I(total));
+          strides_of<I>(out), I(C), I(input.size(1)), I(input.size(2)), I(input.size(3)), I(OH), I(OW),
+          is_channels_last(out), I(total));
     };
     narrow ? launch(int32_t(0)) : launch(int64_t(0));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -171,6 +171,8 @@ class PanopticQuality:
             image_ids = [image_ids]
         if len(image_ids) != n:
             raise ValueError(f"image_ids must name the {n} image(s), got {len(image_ids)}")
+        if n == 0:  # an empty batch adds nothing (scores stay nan until some category is seen)
+            return self
 
         gts, preds, gt_tabs, pred_tabs = [], [], [], []
         for i in range(n):

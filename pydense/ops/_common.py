@@ -26,6 +26,21 @@ def check_float_input(input, op):
                         f"got {input.dtype}")
 
 
+def check_nonempty_plane(t, name, op):
+    """Raise ValueError when a 4-D ``t`` with images (batch and channels non-zero) has an empty
+    spatial plane: upsampling ops would produce a non-empty output from no input (PyTorch's
+    transposed convolution raises the same way)."""
+    if t.shape[0] * t.shape[1] > 0 and min(t.shape[-2:]) == 0:
+        raise ValueError(f"{op}: {name} has an empty spatial plane {tuple(t.shape[-2:])}; only a "
+                         f"zero batch or zero channels may be empty, got shape {tuple(t.shape)}")
+
+
+def contiguous_vector(t):
+    """``t`` (a 1-D parameter such as a bias, or None) with unit stride: the kernels read such
+    vectors as ``ptr[i]``. A strided or expanded bias is copied (it is small)."""
+    return t if t is None or t.is_contiguous() else t.contiguous()
+
+
 def int_pair(value, name, op, allow_single=False):
     """(a, b) from an int or a pair of ints (with ``allow_single``, also a 1-element sequence, as
     ATen's pooling accepts); TypeError naming the argument otherwise."""

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, empty_output, out_memory_format
+from ._common import check_float_input, check_nonempty_plane, empty_output, out_memory_format
 from .upsample_bilinear import acc_dtype, two_tap_backward, two_tap_forward
 
 OP = "bilinear_deconv2d"
@@ -47,7 +47,9 @@ def axis_tables(in_size, factor, crop, out_size, device, dtype=torch.float32):
     for i in (i0, i1):
         inside = (i >= 0) & (i < in_size)
         lams.append(torch.where(inside, k[(o - i * factor).clamp(0, 2 * factor - 1)], 0))
-        taps.append(i.clamp(0, in_size - 1).to(torch.int32))  # a clamped tap has weight 0
+        # -1: no such tap (the deconvolution has a single input there); the kernels read 0 for it
+        # and never multiply a real value by its zero weight (inf * 0 would give NaN)
+        taps.append(torch.where(inside, i, -1).to(torch.int32))
     i = torch.arange(in_size, device=device, dtype=torch.int64)
     start = (i * factor - crop).clamp(0, out_size)
     end = (i * factor + 2 * factor - crop).clamp(0, out_size)
@@ -137,10 +139,14 @@ def deconv(input, factor, crop=0, output_size=None, backend="auto"):
         raise ValueError(f"{OP}: factor must be a positive int, got {factor!r}")
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
         raise ValueError(f"{OP}: crop must be a non-negative int, got {crop!r}")
+    check_nonempty_plane(input, "input", OP)
     full = tuple(full_size(s, factor) for s in input.shape[-2:])
     if output_size is None:
         out_hw = tuple(f - crop for f in full)
     else:
+        if not isinstance(output_size, (tuple, list, torch.Size)):
+            raise TypeError(f"{OP}: output_size must be a sequence (H, W) or (N, C, H, W) of ints, "
+                            f"got {output_size!r}")
         out_hw = tuple(output_size)[-2:] if len(tuple(output_size)) in (2, 4) else None
         if out_hw is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in out_hw):
             raise ValueError(f"{OP}: output_size must be (H, W) or (N, C, H, W) ints, got {output_size!r}")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, empty_output, out_memory_format
+from ._common import FLOAT_DTYPES, contiguous_vector, empty_output, out_memory_format
 from .pixel_shuffle import pixel_unshuffle_op
 
 OP, OP_T, OP_PS = "conv2d", "conv_transpose2d", "conv2d_pixel_shuffle"
@@ -126,6 +126,7 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         return y.contiguous(memory_format=out_memory_format(input))
     out = empty_output(_out_shape(input, weight, stride, padding, dilation, shuffle), input)
     pad_tl = (padding[0], padding[2])
+    bias = contiguous_vector(bias)  # the kernels read bias[oc]
     if backend == "triton":
         from ..kernels import conv as kernels
 
@@ -155,6 +156,7 @@ def input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optiona
         gx = gx + bias.view(1, -1, 1, 1) if bias is not None else gx
         return gx.contiguous(memory_format=out_memory_format(grad_output))
     gx = empty_output((grad_output.shape[0], cg * groups, *input_hw), grad_output)
+    bias = contiguous_vector(bias)  # the kernels read bias[c]
     if backend == "triton":
         from ..kernels import conv as kernels
 
@@ -233,6 +235,70 @@ def _conv_backward(ctx, grad):
 conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 
+# Double backward: the gradient ops are linear in each tensor argument, and their own gradients
+# are again the convolution's three kernels (so gradient penalties and gradgradcheck work on every
+# backend). With y = conv(x, w): input_grad(gy, w) = convT(gy, w) and weight_grad(gy, x) satisfy
+# <a, input_grad(gy, w)> = <conv(a, w), gy> and <b, weight_grad(gy, x)> = <conv(x, b), gy>.
+
+
+def _pad4_for(in_hw, out_hw, khw, stride, pad_tl, dilation):
+    """(top, bottom, left, right) padding under which the forward convolution of an ``in_hw``
+    input has exactly ``out_hw`` outputs (bottom/right may be negative: a crop)."""
+    pads = []
+    for i in (0, 1):
+        pads += [pad_tl[i], (out_hw[i] - 1) * stride[i] + dilation[i] * (khw[i] - 1) + 1
+                 - in_hw[i] - pad_tl[i]]
+    return pads
+
+
+def _input_grad_setup(ctx, inputs, output):
+    grad_output, weight, bias, input_hw, stride, padding, dilation, groups, backend = inputs
+    ctx.save_for_backward(grad_output, weight)
+    ctx.geo = (list(input_hw), stride, padding, dilation, groups)
+    ctx.backend, ctx.has_bias = backend, bias is not None
+
+
+def _input_grad_backward(ctx, gg):
+    gy, weight = ctx.saved_tensors
+    input_hw, stride, padding, dilation, groups = ctx.geo
+    d_gy = d_w = d_b = None
+    if ctx.needs_input_grad[0]:
+        pad4 = _pad4_for(input_hw, gy.shape[2:], weight.shape[2:], stride, padding, dilation)
+        d_gy = conv2d_op(gg, weight, None, None, stride, pad4, dilation, groups, False, 1.0,
+                         ctx.backend)
+    if ctx.needs_input_grad[1]:
+        d_w = weight_grad_op(gy, gg, weight, stride, padding, dilation, groups, ctx.backend)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        d_b = _bias_grad(gg)
+    return d_gy, d_w, d_b, None, None, None, None, None, None
+
+
+input_grad_op.register_autograd(_input_grad_backward, setup_context=_input_grad_setup)
+
+
+def _weight_grad_setup(ctx, inputs, output):
+    grad_output, input, weight, stride, padding, dilation, groups, backend = inputs
+    ctx.save_for_backward(grad_output, input)
+    ctx.geo = (stride, padding, dilation, groups)
+    ctx.backend = backend
+
+
+def _weight_grad_backward(ctx, gg):
+    gy, x = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.geo
+    d_gy = d_x = None
+    if ctx.needs_input_grad[0]:
+        pad4 = _pad4_for(x.shape[2:], gy.shape[2:], gg.shape[2:], stride, padding, dilation)
+        d_gy = conv2d_op(x, gg, None, None, stride, pad4, dilation, groups, False, 1.0, ctx.backend)
+    if ctx.needs_input_grad[1]:
+        d_x = input_grad_op(gy, gg, None, list(x.shape[2:]), stride, padding, dilation, groups,
+                            ctx.backend)
+    return d_gy, d_x, None, None, None, None, None, None
+
+
+weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
+
+
 def transposed_out_size(size, k, s, p, op, d):
     return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
@@ -309,6 +375,13 @@ def _check_tensors(op, input, weight, bias, layout):
                          f"{tuple(input.shape)}")
     if weight.dim() != 4:
         raise ValueError(f"{op}: weight must be 4-D {layout}, got shape {tuple(weight.shape)}")
+    if min(weight.shape[2:]) == 0:
+        raise ValueError(f"{op}: weight's kernel size (kH, kW) must be positive, got weight of shape "
+                         f"{tuple(weight.shape)}")
+    if layout != WT_LAYOUT and weight.shape[1] == 0:
+        raise ValueError(f"{op}: weight {layout} must have at least one input channel per group, got "
+                         f"shape {tuple(weight.shape)} (an input with zero channels has no "
+                         f"convolution)")
     if input.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
                         f"got {input.dtype}")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, empty_output, out_memory_format
+from ._common import FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, out_memory_format
 from .bilinear_deconv import _tables, bilinear_deconv2d_backward, full_size, weight as deconv_weight
 from .conv import _allow_tf32, _autocast, _bias_grad, weight_grad_op
 
@@ -49,6 +49,7 @@ def fcn_skip_op(coarse: torch.Tensor, skip: torch.Tensor, weight: Optional[torch
         return out.contiguous(memory_format=out_memory_format(coarse))
     h_tab, w_tab = _tables(coarse.shape[-2:], factor, 0, (oh, ow), coarse.device, coarse.dtype)
     out = empty_output((coarse.shape[0], coarse.shape[1], oh, ow), coarse)
+    bias = contiguous_vector(bias)  # the kernels read bias[k]
     if backend == "triton":
         from ..kernels import fcn_skip as kernels
 
@@ -170,6 +171,7 @@ def fcn_skip(coarse, skip_features, factor=2, offset=None, skip_scale=1.0, score
     if isinstance(skip_scale, bool) or not isinstance(skip_scale, numbers.Real) \
             or not math.isfinite(skip_scale):
         raise ValueError(f"{OP}: skip_scale must be a finite number, got {skip_scale!r}")
+    check_nonempty_plane(coarse, "coarse", OP)
     n, k = coarse.shape[:2]
     cs = skip_features.shape[1]
     if skip_features.shape[0] != n:

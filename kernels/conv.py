@@ -201,18 +201,27 @@ def autotune_enabled():
     return os.environ.get("PYDENSE_AUTOTUNE", "0") not in ("", "0")
 
 
-def gemm_tile(N, dtype, index_64):
-    """The forward / input-gradient GEMM tile (BM, BN, BK, num_warps, num_stages) for a GEMM
-    whose N dimension (output channels of the forward, input channels of the input gradient,
-    per group) is ``N``, chosen from the shapes only: the dedicated tiles for fp64 data and
-    64-bit indices; else the wide tile (BN = 128) when N > 64 and the tall one (BM = 128)
-    otherwise, with BK = 64 for 2-byte data (GEMM_TILES)."""
+def _dedicated_tile(dtype, index_64):
+    """The tile every GEMM uses under the interpreter, for 64-bit indices or for fp64 data; None
+    otherwise (the shapes decide)."""
     if INTERPRET:
         return INTERPRET_TILE
     if index_64:
         return INDEX64_TILE
     if dtype == torch.float64:
         return FP64_TILE
+    return None
+
+
+def gemm_tile(N, dtype, index_64):
+    """The forward / input-gradient GEMM tile (BM, BN, BK, num_warps, num_stages) for a GEMM
+    whose N dimension (output channels of the forward, input channels of the input gradient,
+    per group) is ``N``, chosen from the shapes only: the dedicated tiles for fp64 data and
+    64-bit indices; else the wide tile (BN = 128) when N > 64 and the tall one (BM = 128)
+    otherwise, with BK = 64 for 2-byte data (GEMM_TILES)."""
+    special = _dedicated_tile(dtype, index_64)
+    if special:
+        return special
     if N <= 64:
         return GEMM_TILES[0]
     return GEMM_TILES[2] if dtype in (torch.float16, torch.bfloat16) else GEMM_TILES[1]
@@ -617,13 +626,7 @@ def tap_axis(s, d):
 def wgrad_tile(OCg, Cg, dtype, index_64):
     """The weight-gradient GEMM tile, chosen from the shapes only (no timing-based autotuning:
     the tile fixes the summation order, and the result must be bitwise reproducible)."""
-    if INTERPRET:
-        return INTERPRET_TILE
-    if index_64:
-        return INDEX64_TILE
-    if dtype == torch.float64:
-        return FP64_TILE
-    return WGRAD_TILES[0] if min(OCg, Cg) >= 128 else WGRAD_TILES[1]
+    return _dedicated_tile(dtype, index_64) or (WGRAD_TILES[0] if min(OCg, Cg) >= 128 else WGRAD_TILES[1])
 
 
 def _split(tiles, P, BK):

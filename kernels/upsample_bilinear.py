@@ -109,12 +109,12 @@ def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wla
     acc = tl.zeros([BLOCK], dtype=acc_t)
     for k in range(0, MAXH):
         oh = h_start + k
-        mh = live & (oh < h_end)
+        mh = live & (oh >= 0) & (oh < h_end) & (oh < OH)  # no table entry reads outside
         wh = _tap_weight(hidx_ptr, hlam_ptr, oh, ih, OH, mh).to(acc_t)
         row = tl.zeros([BLOCK], dtype=acc_t)
         for m in range(0, MAXW):
             ow = w_start + m
-            mw = mh & (ow < w_end)
+            mw = mh & (ow >= 0) & (ow < w_end) & (ow < OW)
             ww = _tap_weight(widx_ptr, wlam_ptr, ow, iw, OW, mw).to(acc_t)
             g = tl.load(base + oh * gs2 + ow * gs3, mask=mw, other=0.0).to(acc_t)
             row += ww * g

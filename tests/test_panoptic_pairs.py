@@ -209,6 +209,11 @@ def test_bad_backend_and_compiled_kernel_checks_itself():
         op(z, z, ids, torch.zeros(2, 1, dtype=torch.long), out)
     with pytest.raises(RuntimeError, match=r"pred of shape \[1, 2, 3\] and gt of shape \[1, 2, 2\]"):
         op(z, torch.zeros(1, 2, 3, dtype=torch.long), ids, ids, out)
+    # the tables are read row by row as contiguous: a strided one is refused, not misread
+    z2 = torch.zeros(2, 2, 2, dtype=torch.long)
+    strided = torch.zeros(3, 2, dtype=torch.long)[::2]  # (2, 2) with row stride 4
+    with pytest.raises(RuntimeError, match="gt_ids must be contiguous"):
+        op(z2, z2, strided, strided.contiguous(), torch.empty(2, 3, 3, dtype=torch.int64))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

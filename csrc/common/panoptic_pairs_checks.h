@@ -20,6 +20,8 @@ inline void check_table(const at::Tensor& ids, const char* name, int64_t N) {
               " must be int64, got ", ids.scalar_type());
   TORCH_CHECK(ids.size(0) == N, "panoptic_pair_counts: ", name, " must have N=", N,
               " rows (one per image), got ", ids.size(0));
+  TORCH_CHECK(ids.is_contiguous(), "panoptic_pair_counts: ", name,
+              " must be contiguous (the kernels read row n at n * ids), got strides ", ids.strides());
 }
 
 inline void check_args(const at::Tensor& gt, const at::Tensor& pred, const at::Tensor& gt_ids,

@@ -41,6 +41,15 @@ PYDENSE_HD acc_t gather(const scalar_t* p, I H, I W, I s2, I s3, const int32_t* 
                       hl[oh], hl[OH + oh], wl[ow], wl[OW + ow]);
 }
 
+// The backward's range [lo, hi) of the output indices whose taps may include input index i (row i
+// of an rng table for in_size inputs), clipped to [0, out_size): no table entry can address outside
+// the output or the idx/lam tables.
+template <typename I>
+PYDENSE_HD void out_range(const int32_t* rng, I i, I in_size, I out_size, I& lo, I& hi) {
+  lo = rng[i] < 0 ? I(0) : I(rng[i]);
+  hi = I(rng[in_size + i]) > out_size ? out_size : I(rng[in_size + i]);
+}
+
 // Weight of input index i in output o's two taps (0 if neither): the backward's stencil.
 template <typename acc_t>
 PYDENSE_HD acc_t tap_weight(int64_t o, int64_t i, const int32_t* idx, const acc_t* lam,

@@ -77,9 +77,12 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
     const auto one = [&](int64_t n, int64_t c, int64_t ih, int64_t iw) {
       const scalar_t* p = g + n * gs0 + c * gs1;
       acc_t acc = 0;
-      for (int64_t oh = hr[ih]; oh < hr[H + ih]; ++oh) {
+      int64_t h_lo, h_hi, w_lo, w_hi;
+      out_range(hr, ih, H, OH, h_lo, h_hi);
+      out_range(wr, iw, W, OW, w_lo, w_hi);
+      for (int64_t oh = h_lo; oh < h_hi; ++oh) {
         acc_t row = 0;
-        for (int64_t ow = wr[iw]; ow < wr[W + iw]; ++ow)
+        for (int64_t ow = w_lo; ow < w_hi; ++ow)
           row += tap_weight(ow, iw, wi, wl, OW) * acc_t(p[oh * gs2 + ow * gs3]);
         acc += tap_weight(oh, ih, hi, hl, OH) * row;
       }
@@ -94,9 +97,12 @@ void backward_cpu(const at::Tensor& grad_output, const at::Tensor& h_idx, const 
           const int64_t n = r / H, ih = r % H;
           for (int64_t iw = 0; iw < W; ++iw) {
             std::fill(acc.begin(), acc.end(), acc_t(0));
-            for (int64_t oh = hr[ih]; oh < hr[H + ih]; ++oh) {
+            int64_t h_lo, h_hi, w_lo, w_hi;
+            out_range(hr, ih, H, OH, h_lo, h_hi);
+            out_range(wr, iw, W, OW, w_lo, w_hi);
+            for (int64_t oh = h_lo; oh < h_hi; ++oh) {
               std::fill(row.begin(), row.end(), acc_t(0));
-              for (int64_t ow = wr[iw]; ow < wr[W + iw]; ++ow) {
+              for (int64_t ow = w_lo; ow < w_hi; ++ow) {
                 const acc_t ww = tap_weight(ow, iw, wi, wl, OW);
                 const scalar_t* p = g + n * gs0 + oh * gs2 + ow * gs3;
                 for (int64_t c = 0; c < C; ++c) row[c] += ww * acc_t(p[c]);

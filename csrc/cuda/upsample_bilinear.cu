@@ -54,9 +54,12 @@ __global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __rest
     decompose(l, C, H, W, channels_last, n, c, ih, iw);
     const scalar_t* p = g + n * gs.v[0] + c * gs.v[1];
     acc_t acc = 0;
-    for (I oh = hr[ih]; oh < hr[H + ih]; ++oh) {
+    I h_lo, h_hi, w_lo, w_hi;
+    out_range(hr, ih, H, OH, h_lo, h_hi);
+    out_range(wr, iw, W, OW, w_lo, w_hi);
+    for (I oh = h_lo; oh < h_hi; ++oh) {
       acc_t row = 0;
-      for (I ow = wr[iw]; ow < wr[W + iw]; ++ow)
+      for (I ow = w_lo; ow < w_hi; ++ow)
         row += tap_weight(ow, iw, wi, wl, OW) * acc_t(p[oh * gs.v[2] + ow * gs.v[3]]);
       acc += tap_weight(oh, ih, hi, hl, OH) * row;
     }

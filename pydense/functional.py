@@ -36,7 +36,8 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
     (int64 = flat, uint8 = compact).
 
     The backward is a deterministic gather over the input (no atomics; overlapping windows sum
-    their gradients in a fixed order) on the pydense backends.
+    their gradients in a fixed order) on the pydense backends. Double backward (create_graph=True,
+    gradient penalties) is supported: the backward's gradient is max_unpool2d's gather.
 
     Args:
         input (Tensor): (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64; NCHW,
@@ -81,7 +82,12 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     as PyTorch's CPU kernel does for contiguous input.
 
     The backward is a gather: ``grad_input[n, c, i] = grad_out[n, c, indices[n, c, i]]`` (every
-    duplicate receives the gradient of the output it points at, as in PyTorch).
+    duplicate receives the gradient of the output it points at, as in PyTorch). Double backward
+    (create_graph=True, gradient penalties) is supported for indices inside their own pooling
+    window (every index ``max_pool2d`` returns with this window, repeated ones of overlapping
+    windows included): the gather's gradient is max_pool2d's backward, a sum over the windows. A
+    flat index outside its window raises ``NotImplementedError`` there when indices are checked
+    (see ``check_indices``; in eager mode), and adds nothing to the second derivative otherwise.
 
     Two kinds of indices, told apart by their dtype:
 
@@ -193,7 +199,8 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
     The backward is a gather: each input-gradient element is computed once from the output
     gradients whose stencil touches it, separable in h and w, with no atomics and a fixed order:
     bitwise deterministic and usable under ``torch.use_deterministic_algorithms(True)`` (where
-    ATen's CUDA backward raises).
+    ATen's CUDA backward raises). Double backward (create_graph=True, gradient penalties) is
+    supported: the backward's gradient is the upsampling again.
 
     Args:
         input (Tensor): (N, C, H, W), float16/bfloat16/float32/float64.
@@ -225,7 +232,9 @@ def bilinear_deconv2d(input, factor, *, crop=0, output_size=None, backend="auto"
     crop:crop + W]`` where ``w`` is FCN's bilinear kernel of size ``2 * factor`` on the channel
     diagonal (``pydense.nn.init.bilinear_``), computed as a two-tap-per-axis gather: no weight
     tensor read, no multiplications by the off-diagonal zeros, only the cropped window computed.
-    The backward (input gradient; the weights are fixed) is a deterministic gather.
+    The backward (input gradient; the weights are fixed) is a deterministic gather. Double
+    backward (create_graph=True, gradient penalties) is supported: the backward's gradient is
+    the deconvolution again.
 
     Args:
         input (Tensor): (N, C, H, W), float16/bfloat16/float32/float64, any layout.
@@ -409,7 +418,8 @@ def upsample_concat(x, skip, *, scale_factor=2, mode="bilinear", align_corners=N
 
     Backward: ``skip``'s gradient is a view of the output gradient's last channels; ``x``'s is
     the interpolation's deterministic gather backward (no atomics), read in place from the
-    gradient's first ``C_x`` channels.
+    gradient's first ``C_x`` channels. Double backward (create_graph=True, gradient penalties)
+    is supported: that gather's gradient is the upsampling again.
 
     Args:
         x (Tensor): (N, C_x, H, W) (or unbatched (C_x, H, W)), float16/bfloat16/float32/float64.
@@ -454,7 +464,9 @@ def fcn_skip(coarse, skip_features, *, factor=2, offset, skip_scale=1.0, score_w
     Backward (all deterministic, no atomics): ``coarse`` gets the deconvolution's gather
     backward; ``skip_features`` the transposed 1x1 convolution of the gradient inside the crop,
     zero outside; ``score_weight`` the 1x1 weight gradient on the crop times ``skip_scale``;
-    ``score_bias`` the gradient's per-class sum.
+    ``score_bias`` the gradient's per-class sum. Double backward (create_graph=True, gradient
+    penalties) is supported: these gradients' own are the deconvolution, the 1x1 convolution
+    and its weight and input gradients.
 
     Args:
         coarse (Tensor): (N, K, H, W) class scores, float16/bfloat16/float32/float64; the output

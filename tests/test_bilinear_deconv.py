@@ -200,3 +200,29 @@ def test_triton_int64_index_path(device, backend, monkeypatch):
     out.backward(g.to(device))
     ref.backward(g)
     torch.testing.assert_close(x.grad.cpu(), x64.grad)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("lay", ["nchw", "channels_last"])
+def test_double_backward_gradgradcheck(device, backend, lay):
+    """Second derivatives (gradient penalties, create_graph=True): the backward op has autograd of
+    its own (the deconvolution again), checked by gradgradcheck in fp64 and against the oracle's."""
+    x = data((1, 2, 3, 4))
+    xd = to(x, device, lay=lay).requires_grad_()
+    fn = lambda t: pydense.functional.bilinear_deconv2d(t, 2, crop=1, output_size=(6, 8),  # noqa: E731
+                                                        backend=backend)
+    # fast_mode: random projections instead of full Jacobians (the interpreter runs few calls)
+    assert torch.autograd.gradgradcheck(fn, (xd,), fast_mode=True)
+    # a gradient penalty: d/dx |dL/dx|^2 through create_graph, against the oracle (CPU, fp64)
+    m = data((1, 2, 6, 8), seed=3)
+    grads = []
+    for t, up in ((xd, fn), (x.clone().requires_grad_(), lambda t: oracle(t, 2, 1, (6, 8)))):
+        (gx,) = torch.autograd.grad((up(t).square() * m.to(t.device)).sum(), t, create_graph=True)
+        (ggx,) = torch.autograd.grad(gx.square().sum(), t)
+        grads.append(ggx.cpu())
+    assert grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])
+    # the backward op itself: schema, fake kernel and autograd registration
+    g = to(m, device, lay=lay).requires_grad_()
+    torch.library.opcheck(ops.bilinear_deconv2d_backward, (g, [1, 2, 3, 4], 2, 1, backend,
+                                                           lay == "channels_last"))

@@ -211,3 +211,37 @@ def test_deterministic_backward(device, backend):
                                                            backend=backend), (c, s, w), g)
             for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("score", [True, False], ids=["score-conv", "scored"])
+def test_double_backward_gradgradcheck(device, backend, score):
+    """Second derivatives (gradient penalties, create_graph=True): the gradient ops have autograd of
+    their own (the skip gradient's: a 1x1 convolution and its weight gradient; the coarse
+    gradient's: the deconvolution), checked by gradgradcheck in fp64 and against the eager chain."""
+    c, s = data((1, 2, 2, 3)), data((1, 3 if score else 2, 8, 11), 1)
+    w, b = (data((2, 3), 2), data((2,), 3)) if score else (None, None)
+    args = [t for t in (c, s, w, b) if t is not None]
+    dev = [to(t, device).requires_grad_() for t in args]
+    fn = lambda *t: pydense.functional.fcn_skip(  # noqa: E731
+        t[0], t[1], offset=(1, 2), skip_scale=0.5, score_weight=t[2] if score else None,
+        score_bias=t[3] if score else None, backend=backend)
+    # fast_mode: random projections instead of full Jacobians (the interpreter runs few calls)
+    assert torch.autograd.gradgradcheck(fn, tuple(dev), fast_mode=True)
+    # a gradient penalty: d/d(every input) |dL/d(every input)|^2 through create_graph, against the
+    # eager chain (stock torch, CPU, fp64)
+    m = data((1, 2, 6, 8), seed=4)
+    eager = lambda *t: pydense.functional.fcn_skip(  # noqa: E731
+        t[0], t[1], offset=(1, 2), skip_scale=0.5, score_weight=t[2] if score else None,
+        score_bias=t[3] if score else None, backend="torch")
+    grads = []
+    for ts, f in ((dev, fn), ([t.clone().requires_grad_() for t in args], eager)):
+        gs = torch.autograd.grad((f(*ts).square() * m.to(ts[0].device)).sum(), ts, create_graph=True)
+        grads.append([t.cpu() for t in torch.autograd.grad(sum(g.square().sum() for g in gs), ts)])
+    assert all(g.abs().sum() > 0 for g in grads[1])
+    torch.testing.assert_close(grads[0], grads[1])
+    # the skip gradient op itself: schema, fake kernel and autograd registration
+    g = to(m, device).requires_grad_()
+    wd = dev[2] if score else None
+    torch.library.opcheck(torch.ops.pydense.fcn_skip_skip_grad.default,
+                          (g, wd, list(s.shape), [1, 2], 0.5, backend, False))

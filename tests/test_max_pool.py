@@ -351,3 +351,47 @@ def test_cuda_segnet_shape_matches_aten(backend):
     ref_out, ref_idx = F.max_pool2d(x.float(), 2, 2, ceil_mode=True, return_indices=True)
     out, idx = pydense.functional.max_pool2d_with_indices(x, 2, 2, ceil_mode=True, backend=backend)
     assert torch.equal(out.float(), ref_out) and torch.equal(idx, ref_idx)
+
+
+# --------------------------------------------------------------- double backward
+
+# (config, compact indices, layout)
+DOUBLE_CASES = {
+    "segnet-ceil-int64": ((1, 2, 5, 7, 2, 2, 0, 1, True), False, "nchw"),
+    "k3s2p1-compact-cl": ((1, 2, 7, 6, 3, 2, 1, 1, False), True, "channels_last"),
+    "k3s1d2-int64-cl": ((1, 2, 7, 6, 3, 1, 1, 2, False), False, "channels_last"),
+    "rect-compact": ((1, 2, 6, 7, (2, 3), (1, 2), (1, 1), 1, True), True, "nchw"),
+}
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("case", DOUBLE_CASES.values(), ids=DOUBLE_CASES.keys())
+def test_double_backward_gradgradcheck(device, backend, case):
+    """Second derivatives (gradient penalties, create_graph=True): the backward op has autograd of
+    its own (max_unpool2d's backward op: the adjoint gather at the indices), checked by
+    gradgradcheck in fp64 and against PyTorch's double backward."""
+    cfg, compact, lay = case
+    k, s, p, d = window(cfg)
+    ceil = cfg[8]
+    x = pool_input(cfg, seed=21, ties=False)  # no ties: eps steps keep every argmax
+    xd = to(x, device, lay=lay).requires_grad_()
+    fn = lambda t: pydense.functional.max_pool2d_with_indices(  # noqa: E731
+        t, k, s, p, d, ceil, compact=compact, backend=backend)[0]
+    # fast_mode: random projections instead of full Jacobians (the interpreter runs few calls)
+    assert torch.autograd.gradgradcheck(fn, (xd,), fast_mode=True)
+    # a gradient penalty: d/dx |dL/dx|^2 through create_graph, against stock torch (CPU, fp64)
+    out = fn(xd)
+    m = torch.randn(out.shape, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    grads = []
+    for t, pool in ((xd, fn), (x.clone().requires_grad_(),
+                               lambda t: F.max_pool2d(t, k, s, p, d, ceil_mode=ceil))):
+        (gx,) = torch.autograd.grad((pool(t).square() * m.to(t.device)).sum(), t, create_graph=True)
+        (ggx,) = torch.autograd.grad(gx.square().sum(), t)
+        grads.append(ggx.cpu())
+    assert grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])
+    # the backward op itself: schema, fake kernel and autograd registration
+    _, idx = ops.max_pool2d_with_indices(xd, list(k), list(s), list(p), list(d), ceil, compact, backend)
+    g = to(m, device, lay=lay).requires_grad_()
+    torch.library.opcheck(ops.max_pool2d_backward, (g, idx, list(x.shape[-2:]), list(k), list(s),
+                                                    list(p), list(d), lay == "channels_last", backend))

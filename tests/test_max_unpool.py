@@ -351,3 +351,69 @@ def test_triton_int64_index_path(device, backend, monkeypatch):
         g = torch.randn(out.shape, dtype=torch.float64)
         out.backward(to(g, device, lay=lay))
         assert torch.equal(yd.grad.cpu(), reference.max_unpool2d_backward(g, idx))
+
+
+# --------------------------------------------------------------- double backward
+
+# (config, compact indices, layout): the kernel == stride gather path and the scatter path with
+# overlapping windows (whose indices repeat: two windows may pick one element)
+DOUBLE_CASES = {
+    "gather-int64": ((1, 2, 6, 6, 2, 2, 0, False), False, "nchw"),
+    "gather-compact-cl": ((1, 2, 6, 7, 2, 2, 0, True), True, "channels_last"),
+    "overlap-int64-cl": ((1, 2, 7, 7, 3, 2, 1, False), False, "channels_last"),
+    "overlap-compact": ((1, 2, 7, 7, 3, 2, 1, False), True, "nchw"),
+}
+
+
+def double_case(cfg, seed):
+    """(pooled values, flat indices, compact indices, (H, W)) in float64, from the reference pool."""
+    n, c, h, w, k, s, p, ceil = cfg
+    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    y, flat, compact = reference.max_pool2d_with_indices(x, (k, k), (s, s), (p, p), ceil_mode=ceil)
+    return y, flat, compact.to(torch.uint8), (h, w)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("case", DOUBLE_CASES.values(), ids=DOUBLE_CASES.keys())
+def test_double_backward_gradgradcheck(device, backend, case):
+    """Second derivatives (gradient penalties, create_graph=True): the gather backward has autograd
+    of its own (max_pool2d's backward op: the adjoint scatter-add, duplicates summed), checked by
+    gradgradcheck in fp64 and against PyTorch's double backward."""
+    cfg, compact, lay = case
+    k, s, p = cfg[4:7]
+    y, flat, comp, out_hw = double_case(cfg, seed=13)
+    if k > s:  # the case must hold a repeated index, or a plain scatter would pass too
+        assert any(f.unique().numel() < f.numel() for f in flat.view(-1, flat[0, 0].numel()))
+    yd = to(y, device, lay=lay).requires_grad_()
+    idxd = to(comp if compact else flat, device, lay=lay)
+    fn = lambda t: pydense.functional.max_unpool2d(t, idxd, k, s, p, out_hw, backend=backend)  # noqa: E731
+    # fast_mode: random projections instead of full Jacobians (the interpreter runs few calls)
+    assert torch.autograd.gradgradcheck(fn, (yd,), fast_mode=True)
+    # a gradient penalty: d/dy |dL/dy|^2 through create_graph, against stock torch (CPU, fp64)
+    m = torch.randn(1, 2, *out_hw, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    grads = []
+    for t, unpool in ((yd, fn), (y.clone().requires_grad_(),
+                                 lambda t: F.max_unpool2d(t, flat, k, s, p, out_hw))):
+        loss = (unpool(t).square() * m.to(t.device)).sum()
+        (gy,) = torch.autograd.grad(loss, t, create_graph=True)
+        (ggy,) = torch.autograd.grad(gy.square().sum(), t)
+        grads.append(ggy.cpu())
+    torch.testing.assert_close(grads[0], grads[1])
+    # the gradient op itself: schema, fake kernel and autograd registration
+    g = to(torch.randn(1, 2, *out_hw, dtype=torch.float64), device, lay=lay).requires_grad_()
+    torch.library.opcheck(ops.max_unpool2d_backward, (g, idxd, [k, k], [s, s], [p, p], [1, 1],
+                                                      backend, True))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_double_backward_out_of_window_indices_raise(device, backend):
+    """An index outside its own pooling window is legal in the forward and first backward, but the
+    second derivative (a sum over the windows) cannot find it: a clear error when indices are checked."""
+    y, idx, out_hw = pooled_case(CONFIGS["square"], seed=15)
+    idx[0, 1, 0, 0] = idx[0, 1, 3, 3]  # duplicate of a later element, outside its window
+    yd = y.to(device).requires_grad_()
+    out = pydense.functional.max_unpool2d(yd, idx.to(device), 2, output_size=out_hw,
+                                          backend=backend, check_indices=True)
+    (gy,) = torch.autograd.grad(out.square().sum(), yd, create_graph=True)
+    with pytest.raises(NotImplementedError, match=r"max_unpool2d: double backward .* own pooling window"):
+        gy.square().sum().backward()

@@ -240,3 +240,31 @@ def test_layouts_give_bitwise_equal_results(device, backend):
         out.backward(to(g, device, lay=lay))
         results.append((out.cpu(), xd.grad.cpu()))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("align_corners,lay", [(False, "nchw"), (True, "channels_last")],
+                         ids=["half-pixel", "align-corners-cl"])
+def test_double_backward_gradgradcheck(device, backend, align_corners, lay):
+    """Second derivatives (gradient penalties, create_graph=True): the backward op has autograd of
+    its own (the upsampling again), checked by gradgradcheck in fp64 and against PyTorch's."""
+    x = data((1, 2, 4, 3))
+    xd = to(x, device, lay=lay).requires_grad_()
+    fn = lambda t: pydense.functional.interpolate(  # noqa: E731
+        t, scale_factor=(2.5, 1.5), mode="bilinear", align_corners=align_corners, backend=backend)
+    # fast_mode: random projections instead of full Jacobians (the interpreter runs few calls)
+    assert torch.autograd.gradgradcheck(fn, (xd,), fast_mode=True)
+    # a gradient penalty: d/dx |dL/dx|^2 through create_graph, against stock torch (CPU, fp64)
+    m = data((1, 2, 10, 4), seed=7)
+    grads = []
+    for t, up in ((xd, fn), (x.clone().requires_grad_(), lambda t: F.interpolate(
+            t, scale_factor=(2.5, 1.5), mode="bilinear", align_corners=align_corners))):
+        (gx,) = torch.autograd.grad((up(t).square() * m.to(t.device)).sum(), t, create_graph=True)
+        (ggx,) = torch.autograd.grad(gx.square().sum(), t)
+        grads.append(ggx.cpu())
+    assert grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])
+    # the backward op itself: schema, fake kernel and autograd registration
+    g = to(m, device, lay=lay).requires_grad_()
+    torch.library.opcheck(ops.upsample_bilinear2d_backward, (g, [1, 2, 4, 3], align_corners, 2.5,
+                                                             1.5, backend, lay == "channels_last"))

@@ -155,3 +155,31 @@ def test_deterministic_backward(device, backend):
     grads = [torch.autograd.grad(pydense.functional.upsample_concat(x, skip, backend=backend), x, g)[0]
              for _ in range(2)]
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("mode,lay", [("bilinear", "nchw"), ("nearest", "channels_last"),
+                                      ("nearest-exact", "nchw")])
+def test_double_backward_gradgradcheck(device, backend, mode, lay):
+    """Second derivatives (gradient penalties, create_graph=True): x's gradient op has autograd of
+    its own (the upsampling again: the op with an empty skip), checked by gradgradcheck in fp64
+    and against the eager chain's."""
+    x, skip = data((1, 2, 3, 3)), data((1, 2, 6, 6), seed=1)
+    xd, sd = to(x, device, lay=lay).requires_grad_(), to(skip, device, lay=lay).requires_grad_()
+    fn = lambda a, b: pydense.functional.upsample_concat(a, b, mode=mode, backend=backend)  # noqa: E731
+    # fast_mode: random projections instead of full Jacobians (the interpreter runs few calls)
+    assert torch.autograd.gradgradcheck(fn, (xd, sd), fast_mode=True)
+    # a gradient penalty: d/d(x, skip) |dL/dx|^2 + |dL/dskip|^2 through create_graph, against the
+    # eager chain (CPU, fp64)
+    m = data((1, 4, 6, 6), seed=2)
+    eager = lambda a, b: torch.cat([F.interpolate(a, scale_factor=2, mode=mode), b], 1)  # noqa: E731
+    grads = []
+    for (a, b), f in (((xd, sd), fn), ((x.clone().requires_grad_(), skip.clone().requires_grad_()), eager)):
+        gx, gs = torch.autograd.grad((f(a, b).square() * m.to(a.device)).sum(), (a, b), create_graph=True)
+        grads.append([t.cpu() for t in torch.autograd.grad(gx.square().sum() + gs.square().sum(), (a, b))])
+    assert grads[1][0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])
+    # the gradient op itself: schema, fake kernel and autograd registration
+    g = to(data((1, 2, 6, 6), seed=3), device, lay=lay).requires_grad_()
+    torch.library.opcheck(torch.ops.pydense.upsample_concat_backward.default,
+                          (g, [1, 2, 3, 3], mode, False, 2.0, 2.0, backend, lay == "channels_last"))

@@ -128,6 +128,26 @@ def _backward(ctx, grad):
 bilinear_deconv2d.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Double backward: the backward is linear in grad_output (the adjoint of the deconvolution), so its
+# gradient is the deconvolution of the incoming gradient, on the same backend.
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad_output, _, ctx.factor, ctx.crop, ctx.backend, _ = inputs
+    ctx.output_size = list(grad_output.shape[-2:])
+
+
+def _backward_backward(ctx, gg):
+    d_grad_output = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = bilinear_deconv2d(gg, ctx.factor, ctx.crop, ctx.output_size, ctx.backend)
+    return d_grad_output, None, None, None, None, None
+
+
+bilinear_deconv2d_backward.register_autograd(_backward_backward,
+                                             setup_context=_backward_setup_context)
+
+
 def deconv(input, factor, crop=0, output_size=None, backend="auto"):
     """Validate, pick the backend, and call the op (see pydense.functional.bilinear_deconv2d)."""
     if not isinstance(input, torch.Tensor):

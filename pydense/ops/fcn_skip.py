@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .. import _backend
 from ._common import FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, out_memory_format
 from .bilinear_deconv import _tables, bilinear_deconv2d_backward, full_size, weight as deconv_weight
-from .conv import _allow_tf32, _autocast, _bias_grad, weight_grad_op
+from .conv import _allow_tf32, _autocast, _bias_grad, conv2d_op, weight_grad_op
 
 OP = "fcn_skip"
 
@@ -91,6 +91,38 @@ def skip_grad_op(grad_output: torch.Tensor, weight: Optional[torch.Tensor], skip
 def _(grad_output, weight, skip_size, offset, skip_scale, backend, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(skip_size, dtype=grad_output.dtype, device=grad_output.device, memory_format=fmt)
+
+
+# Double backward of the skip gradient, linear in grad_output and in the score weight W (K, CS):
+# skip_grad = skip_scale * pad(W^T g), so <a, skip_grad> = skip_scale * <W crop(a), g> gives
+# d/dg = skip_scale * conv1x1(crop(a), W) (the convolution op) and d/dW = skip_scale *
+# weight_grad(g, crop(a)) (the convolution's weight gradient, as the first backward's).
+
+
+def _skip_grad_setup_context(ctx, inputs, output):
+    grad_output, weight, _, ctx.offset, ctx.scale, ctx.backend, _ = inputs
+    ctx.save_for_backward(grad_output if weight is not None else None, weight)
+    ctx.output_size = list(grad_output.shape[-2:])
+
+
+def _skip_grad_backward(ctx, gg):
+    grad_output, weight = ctx.saved_tensors
+    (oh, ow), (r, c) = ctx.output_size, ctx.offset
+    crop = gg[..., r:r + oh, c:c + ow]
+    d_grad = d_weight = None
+    if ctx.needs_input_grad[0]:
+        if weight is None:
+            d_grad = crop * ctx.scale
+        else:
+            d_grad = conv2d_op(crop, weight[:, :, None, None], None, None, [1, 1], [0, 0, 0, 0],
+                               [1, 1], 1, False, ctx.scale, ctx.backend)
+    if weight is not None and ctx.needs_input_grad[1]:
+        d_weight = weight_grad_op(grad_output, crop, weight[:, :, None, None], [1, 1], [0, 0],
+                                  [1, 1], 1, ctx.backend).view(weight.shape) * ctx.scale
+    return d_grad, d_weight, None, None, None, None, None
+
+
+skip_grad_op.register_autograd(_skip_grad_backward, setup_context=_skip_grad_setup_context)
 
 
 def _is_cl(t):

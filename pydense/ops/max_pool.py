@@ -190,6 +190,31 @@ def _backward(ctx, grad, _grad_indices):
 max_pool2d_with_indices.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Double backward: the backward is linear in grad_output (a sum over the windows whose index names
+# each element); its gradient is the adjoint gather of the incoming gradient at the indices, which
+# is max_unpool2d's backward op (flat and compact indices, every backend).
+
+
+def _backward_setup_context(ctx, inputs, output):
+    _, indices, _, kernel_size, stride, padding, dilation, _, backend = inputs
+    ctx.save_for_backward(indices)
+    ctx.window = (list(kernel_size), list(stride), list(padding), list(dilation))
+    ctx.backend = backend
+
+
+def _backward_backward(ctx, gg):
+    from .max_unpool import max_unpool2d_backward  # max_unpool imports this module
+
+    (indices,) = ctx.saved_tensors
+    d_grad_output = None
+    if ctx.needs_input_grad[0]:  # the pool's own indices: always in range, no check needed
+        d_grad_output = max_unpool2d_backward(gg, indices, *ctx.window, ctx.backend, False)
+    return d_grad_output, None, None, None, None, None, None, None, None
+
+
+max_pool2d_backward.register_autograd(_backward_backward, setup_context=_backward_setup_context)
+
+
 def pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, compact=False,
          backend="auto"):
     """Validate, pick the backend, and call ``pydense::max_pool2d_with_indices`` (3-D or 4-D)."""

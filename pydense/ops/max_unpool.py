@@ -16,10 +16,11 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import is_fake
 
 from .. import _backend
 from ._common import check_float_input, empty_output, int_pair, out_memory_format
-from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat
+from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward
 
 OP = "max_unpool2d"
 
@@ -220,6 +221,59 @@ def _backward(ctx, grad):
 
 
 max_unpool2d.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Double backward: the backward is a gather, linear in grad_output; its gradient is the adjoint
+# scatter-add of the incoming gradient at the same indices into grad_output's plane. That is
+# max_pool2d's backward op (a deterministic sum over the windows holding each element, every
+# backend), exact for every index a max pool with this window returns, duplicates of overlapping
+# windows included. It only finds indices inside their own window: a flat index elsewhere (legal
+# in the forward) raises here when indices are checked (in eager), and is otherwise dropped.
+
+
+def check_in_window(indices, out_hw, window):
+    """Raise NotImplementedError unless every flat (int64) index names a tap of its own pooling
+    window (compact indices always do)."""
+    if indices.dtype == torch.uint8 or indices.numel() == 0:
+        return
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = window
+    h, w = indices.shape[-2:]
+    rh = torch.div(indices, out_hw[1], rounding_mode="floor") - (
+        torch.arange(h, device=indices.device).view(-1, 1) * sh - ph)
+    rw = indices % out_hw[1] - (torch.arange(w, device=indices.device).view(1, -1) * sw - pw)
+    ok = (rh >= 0) & (rh % dh == 0) & (rh < kh * dh) & (rw >= 0) & (rw % dw == 0) & (rw < kw * dw)
+    if not bool(ok.all()):
+        pos = tuple(int(v) for v in (~ok).nonzero()[0])
+        raise NotImplementedError(
+            f"{OP}: double backward (the gradient of max_unpool2d's gradient) supports only indices "
+            f"inside their own pooling window (kernel_size {window[0]}, stride {window[1]}, padding "
+            f"{window[2]}, dilation {window[3]}), as max_pool2d returns them; found "
+            f"{int(indices[pos])} at indices{list(pos)}")
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad_output, indices, kernel_size, stride, padding, dilation, backend, check_indices = inputs
+    ctx.save_for_backward(indices)
+    ctx.window = (list(kernel_size), list(stride), list(padding), list(dilation))
+    ctx.out_hw = list(grad_output.shape[-2:])
+    ctx.channels_last = out_memory_format(grad_output) == torch.channels_last
+    ctx.backend = backend
+    ctx.check_indices = check_indices
+
+
+def _backward_backward(ctx, gg):
+    (indices,) = ctx.saved_tensors
+    d_grad_output = None
+    if ctx.needs_input_grad[0]:
+        # checked in eager only: a traced graph (torch.compile) cannot branch on index values
+        if ctx.check_indices and not is_fake(indices):
+            check_in_window(indices, ctx.out_hw, ctx.window)
+        d_grad_output = max_pool2d_backward(gg, indices, ctx.out_hw, *ctx.window,
+                                            ctx.channels_last, ctx.backend)
+    return d_grad_output, None, None, None, None, None, None, None
+
+
+max_unpool2d_backward.register_autograd(_backward_backward, setup_context=_backward_setup_context)
 
 
 def unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,

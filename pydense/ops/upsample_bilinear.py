@@ -163,6 +163,27 @@ def _backward(ctx, grad):
 upsample_bilinear2d.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Double backward: the backward is linear in grad_output (the adjoint of the upsampling), so its
+# gradient is the upsampling of the incoming gradient, on the same backend.
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad_output, _, ctx.align_corners, ctx.scale_h, ctx.scale_w, ctx.backend, _ = inputs
+    ctx.output_size = list(grad_output.shape[-2:])
+
+
+def _backward_backward(ctx, gg):
+    d_grad_output = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = upsample_bilinear2d(gg, ctx.output_size, ctx.align_corners, ctx.scale_h,
+                                            ctx.scale_w, ctx.backend)
+    return d_grad_output, None, None, None, None, None, None
+
+
+upsample_bilinear2d_backward.register_autograd(_backward_backward,
+                                               setup_context=_backward_setup_context)
+
+
 def _pair(value, name, kind):
     if isinstance(value, (list, tuple)):
         if len(value) != 2:

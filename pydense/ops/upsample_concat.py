@@ -132,6 +132,29 @@ def _backward(ctx, grad):
 upsample_concat_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Double backward: x's gradient is linear in grad_up (the adjoint of the upsampling), so its
+# gradient is the upsampling of the incoming gradient: the forward op with a skip of no channels
+# (same backend and mode); the skip's gradient is a view of the output gradient.
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad_up, _, ctx.mode, ctx.align_corners, ctx.scale_h, ctx.scale_w, ctx.backend, _ = inputs
+    ctx.output_size = list(grad_up.shape[-2:])
+
+
+def _backward_backward(ctx, gg):
+    d_grad_up = None
+    if ctx.needs_input_grad[0]:
+        no_skip = gg.new_empty((gg.shape[0], 0, *ctx.output_size))
+        d_grad_up = upsample_concat_op(gg, no_skip, ctx.mode, ctx.align_corners, ctx.scale_h,
+                                       ctx.scale_w, ctx.backend)
+    return d_grad_up, None, None, None, None, None, None, None
+
+
+upsample_concat_backward.register_autograd(_backward_backward,
+                                           setup_context=_backward_setup_context)
+
+
 def _factors(scale_factor):
     values = tuple(scale_factor) if isinstance(scale_factor, (list, tuple)) else (scale_factor,) * 2
     if len(values) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)

@@ -44,10 +44,11 @@ def _gather(base, H, W, s2, s3, h0, h1, w0, w1, lh0, lh1, lw0, lw1, live, acc: t
     """The blend of the four taps (h0|h1, w0|w1) of the planes at ``base`` (H x W, strides s2,
     s3). A tap outside the plane reads 0 (the tables mark a tap that does not exist with -1:
     bilinear_deconv2d's borders), so it is never multiplied (0 * inf would give NaN)."""
-    h0_ok = live & (h0 >= 0) & (h0 < H)
-    h1_ok = live & (h1 >= 0) & (h1 < H)
-    w0_ok = (w0 >= 0) & (w0 < W)
-    w1_ok = (w1 >= 0) & (w1 < W)
+    # one unsigned compare per tap: a negative index is a huge unsigned one
+    h0_ok = live & (h0.to(tl.uint32, bitcast=True) < H.to(tl.uint32))
+    h1_ok = live & (h1.to(tl.uint32, bitcast=True) < H.to(tl.uint32))
+    w0_ok = w0.to(tl.uint32, bitcast=True) < W.to(tl.uint32)
+    w1_ok = w1.to(tl.uint32, bitcast=True) < W.to(tl.uint32)
     x00 = tl.load(base + h0 * s2 + w0 * s3, mask=h0_ok & w0_ok, other=0.0).to(acc)
     x01 = tl.load(base + h0 * s2 + w1 * s3, mask=h0_ok & w1_ok, other=0.0).to(acc)
     x10 = tl.load(base + h1 * s2 + w0 * s3, mask=h1_ok & w0_ok, other=0.0).to(acc)

@@ -22,6 +22,7 @@ inline void check_score(const c10::optional<at::Tensor>& weight, const c10::opti
                         int64_t K, int64_t CS, const at::Tensor& ref) {
   if (weight) {
     check_like(*weight, ref, "weight");
+    TORCH_CHECK(CS > 0, "_fcn_skip: a score weight needs at least one skip channel, got skip with 0");
     TORCH_CHECK(weight->dim() == 2 && weight->size(0) == K && weight->size(1) == CS,
                 "_fcn_skip: weight must be (", K, ", ", CS, "), got ", weight->sizes());
   } else {

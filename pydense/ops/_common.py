@@ -27,10 +27,10 @@ def check_float_input(input, op):
 
 
 def check_nonempty_plane(t, name, op):
-    """Raise ValueError when a 4-D ``t`` with images (batch and channels non-zero) has an empty
-    spatial plane: upsampling ops would produce a non-empty output from no input (PyTorch's
-    transposed convolution raises the same way)."""
-    if t.shape[0] * t.shape[1] > 0 and min(t.shape[-2:]) == 0:
+    """Raise ValueError when ``t`` (..., H, W) with images (every leading dimension non-zero) has
+    an empty spatial plane: there is no input to compute a non-empty output from (PyTorch's
+    convolutions, pooling and unpooling raise the same way)."""
+    if all(d > 0 for d in t.shape[:-2]) and min(t.shape[-2:]) == 0:
         raise ValueError(f"{op}: {name} has an empty spatial plane {tuple(t.shape[-2:])}; only a "
                          f"zero batch or zero channels may be empty, got shape {tuple(t.shape)}")
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, contiguous_vector, empty_output, out_memory_format
+from ._common import FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, out_memory_format
 from .pixel_shuffle import pixel_unshuffle_op
 
 OP, OP_T, OP_PS = "conv2d", "conv_transpose2d", "conv2d_pixel_shuffle"
@@ -378,10 +378,13 @@ def _check_tensors(op, input, weight, bias, layout):
     if min(weight.shape[2:]) == 0:
         raise ValueError(f"{op}: weight's kernel size (kH, kW) must be positive, got weight of shape "
                          f"{tuple(weight.shape)}")
-    if layout != WT_LAYOUT and weight.shape[1] == 0:
-        raise ValueError(f"{op}: weight {layout} must have at least one input channel per group, got "
-                         f"shape {tuple(weight.shape)} (an input with zero channels has no "
-                         f"convolution)")
+    in_dim, out_dim = (0, 1) if layout == WT_LAYOUT else (1, 0)
+    if weight.shape[in_dim] == 0:
+        raise ValueError(f"{op}: weight {layout} must have at least one input channel, got shape "
+                         f"{tuple(weight.shape)} (an input with zero channels has no convolution)")
+    if weight.shape[out_dim] == 0:
+        raise ValueError(f"{op}: weight {layout} must have at least one output channel, got shape "
+                         f"{tuple(weight.shape)}")
     if input.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: input dtype must be one of float16, bfloat16, float32, float64, "
                         f"got {input.dtype}")
@@ -450,6 +453,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     stride = _pair(stride, "stride", op, 1)
     dilation = _pair(dilation, "dilation", op, 1)
     x, unbatched = _batched(input)
+    check_nonempty_plane(x, "input", op)
     C, OC = x.shape[1], weight.shape[0]
     _check_groups(op, groups, C, "input channels", OC, "out_channels (weight.shape[0])")
     if weight.shape[1] * groups != C:
@@ -490,6 +494,7 @@ def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding=None, *, b
     if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
         raise ValueError(f"{op}: upscale_factor must be a positive int, got {r!r}")
     x, unbatched = _batched(input)
+    check_nonempty_plane(x, "input", op)
     OC = weight.shape[0]
     if OC % (r * r):
         raise ValueError(f"{op}: weight.size(0) ({OC}) must be divisible by upscale_factor**2 = "
@@ -523,6 +528,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
             raise ValueError(f"{op}: output_padding {tuple(output_padding)} must be smaller than "
                              f"stride {tuple(stride)} or dilation {tuple(dilation)}")
     x, unbatched = _batched(input)
+    check_nonempty_plane(x, "input", op)
     C, OCg = x.shape[1], weight.shape[1]
     _check_groups(op, groups, C, "input channels", weight.shape[0], "in_channels (weight.shape[0])")
     if weight.shape[0] != C:

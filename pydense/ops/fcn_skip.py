@@ -224,6 +224,9 @@ def fcn_skip(coarse, skip_features, factor=2, offset=None, skip_scale=1.0, score
         if w.shape[1] != cs:
             raise ValueError(f"{OP}: score_weight expects {w.shape[1]} skip channels, skip_features "
                              f"has {cs}")
+        if cs == 0:
+            raise ValueError(f"{OP}: score_weight scores zero skip channels (skip_features of shape "
+                             f"{tuple(skip_features.shape)}); a score convolution needs at least one")
     elif cs != k:
         raise ValueError(f"{OP}: without score_weight skip_features must already be scored: {k} "
                          f"channels like coarse, got {cs}")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, empty_output, int_pair, out_memory_format
+from ._common import check_float_input, check_nonempty_plane, empty_output, int_pair, out_memory_format
 
 OP = "max_pool2d_with_indices"
 MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
@@ -45,6 +45,7 @@ def normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, com
         raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
                          f"{tuple(input.shape)}")
     check_float_input(input, OP)
+    check_nonempty_plane(input, "input", OP)
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
     p = _pair(padding, "padding")

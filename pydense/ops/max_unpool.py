@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import is_fake
 
 from .. import _backend
-from ._common import check_float_input, empty_output, int_pair, out_memory_format
+from ._common import check_float_input, check_nonempty_plane, empty_output, int_pair, out_memory_format
 from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward
 
 OP = "max_unpool2d"
@@ -42,6 +42,7 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size, di
         raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
                          f"{tuple(input.shape)}")
     check_float_input(input, OP)
+    check_nonempty_plane(input, "input", OP)
     if indices.dtype not in (torch.int64, torch.uint8):
         raise TypeError(f"{OP}: indices must be int64 (flat, as returned by max_pool2d with "
                         f"return_indices=True) or uint8 (compact window offsets, from "

@@ -87,6 +87,9 @@ def shuffle(input, factor, upscale, backend="auto"):
                          f"{factor}")
     backend = _backend.resolve(backend, input.device, op)
     batch = input.shape[:-3]
-    x = input if input.dim() == 4 else input.reshape(-1, c, h, w)
+    n = 1
+    for b in batch:
+        n *= b
+    x = input if input.dim() == 4 else input.reshape(n, c, h, w)  # explicit: -1 fails on 0 elements
     out = (pixel_shuffle_op if upscale else pixel_unshuffle_op)(x, factor, backend)
     return out if input.dim() == 4 else out.reshape(*batch, *out.shape[1:])

@@ -52,9 +52,13 @@ def axis_tables(in_size, out_size, align_corners, scale, device, dtype=torch.flo
     """
     s = axis_scale(in_size, out_size, align_corners, scale, dtype)
     o = torch.arange(out_size, device=device, dtype=dtype)
-    src = o * float(s) if align_corners else ((o + 0.5) * float(s) - 0.5).clamp_min(0)
+    if in_size == out_size:  # ATen: an axis of unchanged size is the identity, whatever the scale,
+        s = 1.0              # its second tap the element itself at weight 0 (no neighbour leaks in)
+        src = o
+    else:
+        src = o * float(s) if align_corners else ((o + 0.5) * float(s) - 0.5).clamp_min(0)
     i0 = src.floor().to(torch.int32).clamp_max(in_size - 1)
-    i1 = torch.where(i0 < in_size - 1, i0 + 1, i0)
+    i1 = torch.where((i0 < in_size - 1) & (in_size != out_size), i0 + 1, i0)
     l1 = (src - i0).clamp(0, 1)
     i = torch.arange(in_size, device=device, dtype=torch.int32)
     start = torch.searchsorted(i1, i, right=False)  # first output whose i1 >= i

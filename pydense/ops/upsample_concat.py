@@ -31,15 +31,17 @@ MODES = ("bilinear", "nearest", "nearest-exact")
 
 @functools.lru_cache(maxsize=256)
 def nearest_axis_tables(in_size, out_size, scale, exact, device, dtype=torch.float32):
-    """Nearest-neighbour tables in the layout of ``upsample_bilinear.axis_tables``: both taps
-    are ATen's source index ``min(floor((o [+ 0.5]) * s), in - 1)`` (s computed in fp32 as
+    """Nearest-neighbour tables in the layout of ``upsample_bilinear.axis_tables``: the first tap
+    is ATen's source index ``min(floor((o [+ 0.5]) * s), in - 1)``, the second none (-1) (s computed in fp32 as
     ``compute_scales_value``: 1 / scale_factor when given, else in / out), weights (1, 0)."""
     s = np.float32(1.0 / scale) if scale is not None else np.float32(in_size) / np.float32(out_size)
     o = np.arange(out_size, dtype=np.float32) + (np.float32(0.5) if exact else np.float32(0))
     src = np.minimum(np.floor(o * s).astype(np.int64), in_size - 1)
     i = np.arange(in_size)
     start, end = np.searchsorted(src, i, side="left"), np.searchsorted(src, i, side="right")
-    idx = torch.as_tensor(np.stack([src, src]), dtype=torch.int32, device=device)
+    # the second tap does not exist (-1: the kernels read 0 for it), so an inf is copied, never
+    # multiplied by the zero weight (0 * inf = NaN)
+    idx = torch.as_tensor(np.stack([src, np.full_like(src, -1)]), dtype=torch.int32, device=device)
     lam = torch.zeros(2, out_size, dtype=dtype, device=device)
     lam[0] = 1
     rng = torch.as_tensor(np.stack([start, end]), dtype=torch.int32, device=device)
@@ -191,6 +193,9 @@ def upsample_concat(x, skip, scale_factor=2, mode="bilinear", align_corners=None
         raise ValueError(f"{OP}: align_corners=True needs mode='bilinear', got mode={mode!r}")
     align_corners = bool(align_corners)
     out_hw = tuple(skip.shape[-2:])
+    if min(out_hw) <= 0:  # F.interpolate to an empty size raises
+        raise ValueError(f"{OP}: skip's height and width (the output size) must be positive, got "
+                         f"{tuple(skip.shape)}")
     if scale_factor is None:
         scales = (-1.0, -1.0)
     else:

@@ -19,6 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
+[[ "$PY" == */* && "$PY" != /* ]] && PY="$ROOT/$PY"  # a relative path: the build runs elsewhere
 SELF_TEST=0
 [ "${1:-}" = "--self-test" ] && SELF_TEST=1
 WORK="$ROOT/build/asan$([ $SELF_TEST = 1 ] && echo -selftest)"

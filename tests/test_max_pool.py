@@ -253,6 +253,36 @@ def test_unpool_dilation_sets_default_size_and_rejects_big_compact_windows():
         pydense.functional.max_unpool2d(y, idx.int(), 2)
 
 
+# An empty H x W plane raises as in ATen's pooling and unpooling, also with a zero batch (3-D
+# input: C, H, W); zero channels give an empty result (the documented difference).
+EMPTY_PLANES = [(0, 1, 0, 1), (0, 2, 3, 0), (2, 1, 0, 4), (1, 0), (3, 0, 2)]
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("shape", EMPTY_PLANES, ids=str)
+def test_empty_plane_raises_like_aten(device, backend, shape):
+    shape = (shape[0], 2, 0, 5) if len(shape) == 2 else shape
+    x = torch.zeros(shape, device=device)
+    idx = torch.zeros(shape, dtype=torch.int64, device=device)
+    with pytest.raises(RuntimeError):  # ATen raises for every one of these
+        F.max_pool2d(x, 2, padding=1, return_indices=True)
+    with pytest.raises(RuntimeError):
+        F.max_unpool2d(x, idx, 2)
+    with pytest.raises(ValueError, match="input has an empty spatial plane"):
+        pydense.functional.max_pool2d_with_indices(x, 2, padding=1, backend=backend)
+    with pytest.raises(ValueError, match="input has an empty spatial plane"):
+        pydense.functional.max_unpool2d(x, idx, 2, output_size=(2, 2), backend=backend)
+
+
+@pytest.mark.parametrize("device,backend", [p for p in BACKENDS if "torch" not in p.id])
+def test_zero_channels_give_empty_result(device, backend):  # backend="torch" is ATen: it raises
+    x = torch.zeros(2, 0, 0, 3, device=device)
+    y, idx = pydense.functional.max_pool2d_with_indices(x, 2, padding=1, backend=backend)
+    assert y.shape == idx.shape == (2, 0, 1, 2)
+    up = pydense.functional.max_unpool2d(y, idx, 2, output_size=(2, 4), backend=backend)
+    assert up.shape == (2, 0, 2, 4)
+
+
 def test_compiled_ops_check_their_arguments():
     x = torch.randn(1, 2, 8, 8)
     out = torch.empty(1, 2, 4, 4)

@@ -932,16 +932,6 @@ KNOWN = {
         "unchanged ((0, 1, 2, 2) by 2 gives (0, 1, 2, 2), not (0, 4, 1, 1)); pydense's own "
         "kernels give the documented shape",
         lambda op, dev, be, c: op == "pixel_unshuffle" and be == "torch" and c["input"].empty),
-    "zero-batch-empty-plane": (
-        "max_pool2d_with_indices / max_unpool2d of a zero batch with an empty H x W plane: torch "
-        "raises ('Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size', 'Expected "
-        "input to have non-zero size for non-batch dimensions'); pydense returns an empty result "
-        "(the empty-plane check raises only when batch and channels are non-zero): "
-        "max_pool2d_with_indices(torch.randn(0, 1, 0, 1), 2, padding=1). Decide: raise like "
-        "torch, or document with the zero-channel case",
-        lambda op, dev, be, c: op in ("max_pool2d_with_indices", "max_unpool2d")
-        and len(c["input"].shape) == 4 and c["input"].shape[0] == 0
-        and 0 in c["input"].shape[-2:]),
     "torch-unpool-duplicates": (
         "backend='torch' is ATen's max_unpool2d, whose choice among duplicate indices depends on "
         "the layout (its channels_last kernel) and on the thread schedule (unbatched input: not "
@@ -977,6 +967,7 @@ TRACE = os.environ.get("PYDENSE_PROPERTY_TRACE")  # a file: each case is appende
 def run_case(op, device, backend, case, ours, ref, compare):
     """Build the tensors, run torch's reference and pydense; apply the rule."""
     if TRACE:  # a crash (or an ASan report) kills the process: the file names the last case
+        os.makedirs(os.path.dirname(os.path.abspath(TRACE)), exist_ok=True)
         with open(TRACE, "a") as f:
             f.write(f"{device}-{backend}: {case!r}\n")
     a = Case(op, **{k: make(v, device) if isinstance(v, T) else v for k, v in case.items()})

@@ -26,11 +26,14 @@ def check_float_input(input, op):
                         f"got {input.dtype}")
 
 
-def check_nonempty_plane(t, name, op):
+def check_nonempty_plane(t, name, op, zero_batch_ok=True):
     """Raise ValueError when ``t`` (..., H, W) with images (every leading dimension non-zero) has
     an empty spatial plane: there is no input to compute a non-empty output from (PyTorch's
-    convolutions, pooling and unpooling raise the same way)."""
-    if all(d > 0 for d in t.shape[:-2]) and min(t.shape[-2:]) == 0:
+    convolutions, pooling and unpooling raise the same way). With ``zero_batch_ok=False`` (4-D
+    ``t``: pooling and unpooling, where PyTorch raises for any batch) a zero batch does not excuse
+    it; zero channels still do."""
+    lead = t.shape[:-2] if zero_batch_ok or t.dim() < 4 else t.shape[1:-2]
+    if all(d > 0 for d in lead) and min(t.shape[-2:]) == 0:
         raise ValueError(f"{op}: {name} has an empty spatial plane {tuple(t.shape[-2:])}; only a "
                          f"zero batch or zero channels may be empty, got shape {tuple(t.shape)}")
 

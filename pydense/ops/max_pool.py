@@ -45,7 +45,7 @@ def normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, com
         raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
                          f"{tuple(input.shape)}")
     check_float_input(input, OP)
-    check_nonempty_plane(input, "input", OP)
+    check_nonempty_plane(input, "input", OP, zero_batch_ok=False)
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
     p = _pair(padding, "padding")

@@ -42,7 +42,7 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size, di
         raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
                          f"{tuple(input.shape)}")
     check_float_input(input, OP)
-    check_nonempty_plane(input, "input", OP)
+    check_nonempty_plane(input, "input", OP, zero_batch_ok=False)
     if indices.dtype not in (torch.int64, torch.uint8):
         raise TypeError(f"{OP}: indices must be int64 (flat, as returned by max_pool2d with "
                         f"return_indices=True) or uint8 (compact window offsets, from "

@@ -1,65 +1,13 @@
-"""Test configuration.
-
-Without a GPU the Triton kernels run through the interpreter on CPU tensors, which needs
-TRITON_INTERPRET=1 in the environment before triton is first imported: this conftest sets it
-here, before any test module imports pydense or triton. On a GPU machine it is left alone, and the
-Triton kernels run compiled on CUDA tensors (the CPU-tensor Triton tests then skip visibly).
-"""
+"""pytest hooks and fixtures. The shared test helpers live in helpers.py, imported first here: it
+sets TRITON_INTERPRET=1 on a machine without a GPU before triton is first imported."""
 import os
-import shutil
-import subprocess
 
+import helpers  # noqa: F401  (first: the interpreter flag)
+import pytest
+import torch
 
-def _has_gpu():
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    if shutil.which("nvidia-smi") is None:
-        return False
-    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
-
-
-if "TRITON_INTERPRET" not in os.environ and not _has_gpu():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import pydense  # noqa: E402
-from pydense import _backend  # noqa: E402
-
-HAS_CUDA = torch.cuda.is_available()
-requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
-
-# Backends on CPU tensors: the C++ CPU kernels, Triton through the interpreter, stock torch.
-CPU_BACKENDS = ["cpu", "torch"] + (["triton"] if _backend.triton_interpret() else [])
-CUDA_BACKENDS = ["cuda", "triton", "torch"]
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-LAYOUTS = ["nchw", "channels_last", "strided"]
-
-
-def layout(t, name):
-    """``t`` in the named memory layout (same values)."""
-    if name == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last)
-    if name == "strided":  # H and W strides swapped: neither contiguous nor channels_last
-        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
-    return t.contiguous()
-
-
-def to(t, device, dtype=None, lay="nchw"):
-    """A fresh leaf copy of ``t`` on ``device`` in ``dtype`` and the named layout."""
-    return layout(t.to(device=device, dtype=dtype or t.dtype, copy=True), lay)
-
-
-def backend_params():
-    """(device, backend) pairs: every CPU backend, and every CUDA backend (skipped without a GPU)."""
-    params = [pytest.param("cpu", b, id=f"cpu-{b}") for b in CPU_BACKENDS]
-    if not _backend.triton_interpret():
-        params.append(pytest.param("cpu", "triton", id="cpu-triton", marks=pytest.mark.skip(
-            reason="Triton on CPU tensors needs TRITON_INTERPRET=1 (not set: GPU run)")))
-    params += [pytest.param("cuda", b, id=f"cuda-{b}", marks=[requires_cuda, pytest.mark.cuda])
-               for b in CUDA_BACKENDS]
-    return params
+import pydense
+from helpers import HAS_CUDA
 
 
 def pytest_report_header(config):
@@ -67,22 +15,6 @@ def pytest_report_header(config):
     return [f"pydense: extension={'built' if pydense.extension_available() else 'missing'} "
             f"cuda_kernels={info.get('cuda')} archs={info.get('cuda_archs')} "
             f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')} cuda_available={HAS_CUDA}"]
-
-
-def check_compile_fullgraph(model, x, compiler="aot_eager"):
-    """torch.compile(fullgraph=True) of ``model``: one graph, no breaks, and the eager output and
-    input gradient (``x`` must require grad)."""
-    eager = model(x)
-    eager.sum().backward()
-    grad = x.grad.clone()
-    x.grad = None
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    out = torch.compile(model, fullgraph=True, backend=compiler)(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(x.grad, grad)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import pydense
 from pydense.ops import bilinear_deconv as ops
 
-from conftest import DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
+from helpers import DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
 
 BACKENDS = backend_params()
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),

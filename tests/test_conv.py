@@ -9,7 +9,7 @@ import pydense
 from pydense import reference
 from pydense.ops import conv as ops
 
-from conftest import check_compile_fullgraph, CPU_BACKENDS, backend_params, layout, requires_cuda, to
+from helpers import check_compile_fullgraph, CPU_BACKENDS, backend_params, layout, requires_cuda, to
 
 # "cpu-direct": the cpu backend with its direct C++ kernels forced for every group size (they
 # share csrc/common/conv.h with the CUDA kernels); plain "cpu" uses ATen for dense convolutions.

@@ -12,7 +12,7 @@ import pydense
 from pydense import reference
 from pydense.ops import conv as ops
 
-from conftest import CPU_BACKENDS, backend_params, check_compile_fullgraph, layout, requires_cuda, to
+from helpers import CPU_BACKENDS, backend_params, check_compile_fullgraph, layout, requires_cuda, to
 from test_conv import check_against_oracle, close, data
 
 # "cpu-aten": the cpu backend with ATen's convolution (then the shuffle) for every group size, as

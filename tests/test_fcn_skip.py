@@ -6,7 +6,7 @@ import torch
 import pydense
 from pydense import reference
 
-from conftest import DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
+from helpers import DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
 
 BACKENDS = backend_params()
 TOL = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2, torch.float64: 1e-10}

@@ -9,7 +9,7 @@ import torch
 
 from pydense.kernels import _common
 
-from conftest import requires_cuda
+from helpers import requires_cuda
 
 LAUNCH = re.compile(r"\w+\[[^\]]*\]\(")  # kernel[grid](...)
 

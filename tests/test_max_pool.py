@@ -13,7 +13,7 @@ from pydense import reference
 from pydense.ops import max_pool as ops
 from pydense.ops import max_unpool as unpool_ops
 
-from conftest import (DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, requires_cuda,
+from helpers import (DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, requires_cuda,
                       to)
 
 BACKENDS = backend_params()

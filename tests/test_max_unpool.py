@@ -17,7 +17,7 @@ import pydense
 from pydense import reference
 from pydense.ops import max_unpool as ops
 
-from conftest import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, requires_cuda, to
+from helpers import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, requires_cuda, to
 
 BACKENDS = backend_params()
 

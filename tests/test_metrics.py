@@ -16,7 +16,7 @@ import pydense
 from pydense.metrics import SegmentationMeter, confusion_matrix, mean_iou, pixel_accuracy
 from pydense.ops import confusion_matrix as ops
 
-from conftest import CPU_BACKENDS, backend_params, requires_cuda
+from helpers import CPU_BACKENDS, backend_params, requires_cuda
 
 BACKENDS = backend_params()
 IGNORE = 255

@@ -9,7 +9,7 @@ import torch
 
 from pydense import models
 
-from conftest import requires_cuda
+from helpers import requires_cuda
 
 TOL = 1e-4
 

@@ -16,7 +16,7 @@ import pydense
 from pydense import panoptic
 from pydense.ops import instance_coverage as cov
 
-from conftest import CPU_BACKENDS, backend_params, requires_cuda
+from helpers import CPU_BACKENDS, backend_params, requires_cuda
 
 BACKENDS = backend_params()
 

@@ -16,7 +16,7 @@ import pydense
 from pydense.ops import panoptic_pairs as ops
 from pydense.ops.panoptic_pairs import pair_counts
 
-from conftest import CPU_BACKENDS, backend_params, requires_cuda
+from helpers import CPU_BACKENDS, backend_params, requires_cuda
 
 BACKENDS = backend_params()
 PAD = torch.iinfo(torch.int64).max

@@ -18,7 +18,7 @@ import pydense
 from pydense.metrics import PanopticFormatError, PanopticQuality, panoptic_quality
 from pydense.metrics import pq as pq_cli
 
-from conftest import backend_params
+from helpers import backend_params
 from panoptic_data import (id2rgb, make_categories, random_image, reference_pq, write_dataset)
 
 BACKENDS = backend_params()

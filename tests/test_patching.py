@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pydense
-from conftest import requires_cuda
+from helpers import requires_cuda
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 CUDA_TOL = dict(rtol=1e-4, atol=1e-4)

@@ -9,7 +9,7 @@ import pydense
 from pydense import reference
 from pydense.ops import pixel_shuffle as ops
 
-from conftest import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
+from helpers import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
 
 BACKENDS = backend_params()
 # (N, C, H, W, factor) of the pixel_shuffle input.

@@ -68,7 +68,7 @@ from hypothesis import strategies as st
 import pydense
 from pydense import _backend
 
-from conftest import HAS_CUDA
+from helpers import HAS_CUDA
 
 PF = pydense.functional
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # torch's padding='same' note

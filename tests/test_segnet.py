@@ -12,7 +12,7 @@ import pydense.models
 
 segnet_module = importlib.import_module("pydense.models.segnet")  # the module (the package's segnet is the function)
 
-from conftest import check_compile_fullgraph, requires_cuda
+from helpers import check_compile_fullgraph, requires_cuda
 
 
 def spec_parameter_count(num_classes):

@@ -9,7 +9,7 @@ import pydense
 from pydense import reference
 from pydense.ops import upsample_bilinear as ops
 
-from conftest import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
+from helpers import check_compile_fullgraph, CPU_BACKENDS, DTYPES, LAYOUTS, backend_params, layout, to
 
 BACKENDS = backend_params()
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),

@@ -58,7 +58,7 @@ def problem(case, device):
 
     def pydense_fn(backend):
         def fn(a, b, ta, tb):
-            return pydense.ops.panoptic_pairs.pair_counts(a, b, ta, tb, backend=backend)
+            return pydense.ops.panoptic_pairs.panoptic_pair_counts(a, b, ta, tb, backend=backend)
         return fn
 
     inputs = (gt, pred, gt_ids, pred_ids)

@@ -160,10 +160,10 @@ def require(backend, device, op):
     raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def leave_triton(requested, device, op, limit):
-    """Where an op goes when its arguments are beyond the Triton kernels' ``limit`` (e.g.
-    "num_classes <= 362, got 400"): ValueError if Triton was asked for by name, else the compiled
-    kernels of ``device`` ("cuda" or "cpu") when built, else "torch"."""
+def _leave_triton(requested, device, op, limit):
+    """Where an op goes when its arguments are beyond the Triton kernels' ``limit``: ValueError if
+    Triton was asked for by name, else the compiled kernels of ``device`` when built, else
+    "torch"."""
     if requested == "triton":
         raise ValueError(f"{op}: backend='triton' supports {limit}; use backend='cuda', 'cpu' or "
                          f"'torch'")
@@ -174,13 +174,34 @@ def leave_triton(requested, device, op, limit):
     return "torch"
 
 
-def resolve(backend, device, op):
-    """The concrete backend for ``op`` on ``device``; checks it can run, before any kernel."""
+def resolve(backend, device, op, beyond_triton=None, name=None):
+    """The concrete backend for the registered op ``op`` (its key in ``pydense.ops.registry``) on
+    ``device``; checks it can run, before any kernel. The one dispatch rule of every op:
+
+    * an op key that is not registered is a ValueError (a typo never falls back silently);
+    * ``"auto"`` is ``pydense._tuned.AUTO_BACKEND[op][device.type]``, and ``"torch"`` where that
+      is ``"cpu"`` and the compiled extension is not built;
+    * ``beyond_triton`` (a text such as "num_classes <= 362, got 400", given when the arguments
+      exceed the Triton kernels' limits): a Triton choice goes to the compiled kernels of the
+      device (or "torch" without them), and ``backend="triton"`` by name is a ValueError;
+    * the backend must be able to run on ``device`` (:func:`require`).
+
+    Error messages name ``name`` (the public function; default: the op key)."""
+    spec = registry.spec(op)
+    name = name or spec.public[0]
     if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+        raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
+    requested = backend
     if backend == "auto":
-        backend = _tuned.AUTO_BACKEND.get(op, {}).get(device.type, "torch")
+        backend = _tuned.AUTO_BACKEND[spec.key].get(device.type, "torch")
         if backend == "cpu" and not extension_available():
             backend = "torch"
-    require(backend, device, op)
+    if backend == "triton" and beyond_triton is not None:
+        backend = _leave_triton(requested, device, name, beyond_triton)
+    require(backend, device, name)
     return backend
+
+
+# Last: importing the registry imports the pydense.ops package, whose op modules import this one
+# (complete by now).
+from .ops import registry  # noqa: E402

@@ -14,6 +14,7 @@ AUTO_BACKEND = {
     "upsample_bilinear2d": {"cuda": "triton", "cpu": "cpu"},
     "bilinear_deconv2d": {"cuda": "triton", "cpu": "cpu"},
     "conv2d": {"cuda": "triton", "cpu": "cpu"},
+    "conv2d_fused": {"cuda": "triton", "cpu": "cpu"},
     "conv_transpose2d": {"cuda": "triton", "cpu": "cpu"},
     "conv2d_pixel_shuffle": {"cuda": "triton", "cpu": "cpu"},
     "upsample_concat": {"cuda": "triton", "cpu": "cpu"},

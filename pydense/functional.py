@@ -13,7 +13,8 @@ from .ops import upsample_bilinear as _upsample_bilinear
 from .ops import upsample_concat as _upsample_concat
 
 __all__ = ["bilinear_deconv2d", "conv2d", "conv2d_fused", "conv2d_pixel_shuffle", "conv_transpose2d",
-           "interpolate", "max_pool2d_with_indices", "max_unpool2d", "pixel_shuffle", "pixel_unshuffle"]
+           "fcn_skip", "interpolate", "max_pool2d_with_indices", "max_unpool2d", "pixel_shuffle",
+           "pixel_unshuffle", "upsample_concat"]
 
 
 def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -63,7 +64,7 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
         >>> pydense.functional.max_unpool2d(y, idx, 2, 2, output_size=x.shape[-2:]).shape
         torch.Size([1, 64, 45, 60])
     """
-    return _max_pool.pool(input, kernel_size, stride, padding, dilation, ceil_mode, compact=compact,
+    return _max_pool.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode, compact=compact,
                           backend=backend)
 
 
@@ -127,7 +128,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         >>> up.shape
         torch.Size([2, 64, 90, 120])
     """
-    return _max_unpool.unpool(input, indices, kernel_size, stride, padding, output_size,
+    return _max_unpool.max_unpool2d(input, indices, kernel_size, stride, padding, output_size,
                               dilation=dilation, backend=backend, check_indices=check_indices)
 
 
@@ -156,7 +157,7 @@ def pixel_shuffle(input, upscale_factor, *, backend="auto"):
         >>> pydense.functional.pixel_shuffle(x, 2).shape   # ... then PixelShuffle(2)
         torch.Size([16, 64, 96, 96])
     """
-    return _pixel_shuffle.shuffle(input, upscale_factor, True, backend)
+    return _pixel_shuffle.pixel_shuffle(input, upscale_factor, backend)
 
 
 def pixel_unshuffle(input, downscale_factor, *, backend="auto"):
@@ -180,7 +181,7 @@ def pixel_unshuffle(input, downscale_factor, *, backend="auto"):
         >>> pydense.functional.pixel_unshuffle(x, 2).shape
         torch.Size([1, 12, 4, 4])
     """
-    return _pixel_shuffle.shuffle(input, downscale_factor, False, backend)
+    return _pixel_shuffle.pixel_unshuffle(input, downscale_factor, backend)
 
 
 def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=None,
@@ -253,7 +254,7 @@ def bilinear_deconv2d(input, factor, *, crop=0, output_size=None, backend="auto"
         >>> pydense.functional.bilinear_deconv2d(fc7_score, 32, crop=19, output_size=(500, 500)).shape
         torch.Size([1, 21, 500, 500])
     """
-    return _bilinear_deconv.deconv(input, factor, crop, output_size, backend)
+    return _bilinear_deconv.bilinear_deconv2d(input, factor, crop, output_size, backend)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="auto"):
@@ -325,8 +326,9 @@ def conv2d_fused(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
         >>> y.shape
         torch.Size([1, 64, 48, 48])
     """
-    return _conv.conv2d(input, weight, bias, stride, padding, dilation, groups,
-                        activation=activation, residual=residual, scale=scale, backend=backend)
+    return _conv.conv2d_fused(input, weight, bias, stride, padding, dilation, groups,
+                              activation=activation, residual=residual, scale=scale,
+                              backend=backend)
 
 
 def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, *, padding=None, backend="auto"):

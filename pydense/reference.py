@@ -187,3 +187,61 @@ def max_pool2d_backward(grad_output, flat_indices, input_hw):
     gi = torch.zeros(n, c, input_hw[0] * input_hw[1], dtype=grad_output.dtype)
     gi.scatter_add_(2, flat_indices.reshape(n, c, -1), grad_output.reshape(n, c, -1))
     return gi.view(n, c, *input_hw)
+
+
+def bilinear_deconv2d(input, factor, crop=0, output_size=None):
+    """FCN's fixed upsampling: ``conv_transpose2d`` (kernel 2f, stride f, no padding) with the
+    bilinear kernel ``1 - |j - (f - 0.5)| / f`` per axis on the channel diagonal, then the window
+    ``[crop, crop + output_size)`` (default: to the end) of the full output."""
+    c = input.shape[1]
+    k1 = torch.tensor([1 - abs(j - (factor - 0.5)) / factor for j in range(2 * factor)],
+                      dtype=input.dtype, device=input.device)
+    w = torch.zeros(c, c, 2 * factor, 2 * factor, dtype=input.dtype, device=input.device)
+    for i in range(c):
+        w[i, i] = torch.outer(k1, k1)
+    full = torch.nn.functional.conv_transpose2d(input, w, stride=factor)
+    h, wd = output_size or (full.shape[2] - crop, full.shape[3] - crop)
+    return full[..., crop:crop + h, crop:crop + wd]
+
+
+def confusion_matrix(pred, target, num_classes, ignore_index):
+    """``cm[t, p]``: the pixels whose target is t and prediction p, over the pixels whose target is
+    not ``ignore_index`` and whose labels both lie in [0, num_classes); ``pred`` (N, H, W) labels
+    or (N, K, H, W) scores (argmax over K)."""
+    if pred.dim() == 4:
+        pred = pred.argmax(1)
+    t = target.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    keep = (t != ignore_index) & (t >= 0) & (t < num_classes) & (p >= 0) & (p < num_classes)
+    counts = torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes)
+
+
+def panoptic_pair_counts(gt, pred, gt_ids, pred_ids, id_bits=24):
+    """counts (N, G + 1, P + 1) of every (gt id row index, pred id row index) pair per image: one
+    ``unique`` over ``gt << id_bits | pred`` and a dict per table row (the first occurrence of an id
+    wins; an id absent from the row goes to the last index)."""
+    N, G, P = gt.shape[0], gt_ids.shape[1], pred_ids.shape[1]
+    out = torch.zeros((N, G + 1, P + 1), dtype=torch.int64)
+    for n in range(N):
+        gi, pj = {}, {}
+        for i, v in enumerate(gt_ids[n].tolist()):
+            gi.setdefault(v, i)
+        for j, v in enumerate(pred_ids[n].tolist()):
+            pj.setdefault(v, j)
+        key = (gt[n].cpu().long().reshape(-1) << id_bits) + pred[n].cpu().long().reshape(-1)
+        for k, c in zip(*(a.tolist() for a in torch.unique(key, return_counts=True))):
+            out[n, gi.get(k >> id_bits, G), pj.get(k & ((1 << id_bits) - 1), P)] += c
+    return out
+
+
+def instance_coverage(masks, order):
+    """(H, W, ceil(K / 64)) int64: bit ``r % 64`` of word ``r // 64`` of pixel (h, w) is set iff
+    ``masks[order[r], h, w] != 0`` (K = len(order)); the words hold the bits in two's complement."""
+    K = order.numel()
+    H, W = masks.shape[1:]
+    out = torch.zeros((H, W, (K + 63) // 64), dtype=torch.int64)
+    for r, i in enumerate(order.tolist()):
+        bit = (1 << (r % 64)) if r % 64 < 63 else -(1 << 63)
+        out[:, :, r // 64] |= (masks[i].cpu() != 0).long() * bit
+    return out

@@ -363,7 +363,7 @@ def pairs(dev, backend, dtypes):
             gt_ids[0, -3:] = pad
         gt = torch.randint(0, 320, (n, w, h), device=dev, dtype=torch.int32).transpose(1, 2)
         pred = torch.randint(0, 320, (n, h, w), device=dev)
-        pydense.ops.panoptic_pairs.pair_counts(gt, pred, gt_ids, pred_ids, backend=backend)
+        pydense.ops.panoptic_pairs.panoptic_pair_counts(gt, pred, gt_ids, pred_ids, backend=backend)
 
 
 def coverage(dev, backend, dtypes):

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import pydense
+from pydense import reference
 from pydense.ops import bilinear_deconv as ops
 
 from helpers import DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
@@ -25,17 +26,7 @@ def data(shape, seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def oracle(x, factor, crop, size):
-    """conv_transpose2d with FCN's weight (built independently here), then the crop."""
-    c = x.shape[1]
-    k1 = torch.tensor([1 - abs(j - (factor - 0.5)) / factor for j in range(2 * factor)],
-                      dtype=torch.float64)
-    w = torch.zeros(c, c, 2 * factor, 2 * factor, dtype=torch.float64)
-    for i in range(c):
-        w[i, i] = torch.outer(k1, k1)
-    full = F.conv_transpose2d(x, w, stride=factor)
-    h, wd = size or (full.shape[2] - crop, full.shape[3] - crop)
-    return full[..., crop:crop + h, crop:crop + wd]
+oracle = reference.bilinear_deconv2d  # conv_transpose2d with FCN's weight (built independently), then the crop
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -135,9 +126,9 @@ def test_bad_input():
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_opcheck(device, backend):
     x = to(data((2, 3, 4, 5)), device, torch.float32, "channels_last").requires_grad_()
-    torch.library.opcheck(ops.bilinear_deconv2d, (x, 2, 1, [8, 10], backend))
+    torch.library.opcheck(ops.bilinear_deconv2d_op, (x, 2, 1, [8, 10], backend))
     g = torch.randn(2, 3, 8, 10, device=device)
-    torch.library.opcheck(ops.bilinear_deconv2d_backward, (g, [2, 3, 4, 5], 2, 1, backend, False))
+    torch.library.opcheck(ops.bilinear_deconv2d_backward_op, (g, [2, 3, 4, 5], 2, 1, backend, False))
 
 
 class FCN32sHead(torch.nn.Module):
@@ -224,5 +215,5 @@ def test_double_backward_gradgradcheck(device, backend, lay):
     torch.testing.assert_close(grads[0], grads[1])
     # the backward op itself: schema, fake kernel and autograd registration
     g = to(m, device, lay=lay).requires_grad_()
-    torch.library.opcheck(ops.bilinear_deconv2d_backward, (g, [1, 2, 3, 4], 2, 1, backend,
+    torch.library.opcheck(ops.bilinear_deconv2d_backward_op, (g, [1, 2, 3, 4], 2, 1, backend,
                                                            lay == "channels_last"))

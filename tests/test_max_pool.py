@@ -194,7 +194,7 @@ def test_unpool_compact_bad_offsets_raise(device, backend):
         pydense.functional.max_unpool2d(y.to(device), idx.to(device), 2, output_size=(9, 11),
                                         backend=backend, check_indices=True)
     with pytest.raises(IndexError, match="compact indices must be window offsets"):
-        unpool_ops.max_unpool2d_backward(torch.ones(2, 3, 9, 11, device=device, dtype=y.dtype),
+        unpool_ops.max_unpool2d_backward_op(torch.ones(2, 3, 9, 11, device=device, dtype=y.dtype),
                                          idx.to(device), [2, 2], [2, 2], [0, 0], [1, 1], backend, True)
 
 
@@ -302,10 +302,10 @@ def test_compiled_ops_check_their_arguments():
 def test_opcheck(device, backend, lay, compact):
     x = to(pool_input(CONFIGS["k3s2p1"], seed=11, ties=False), device, torch.float32, lay).requires_grad_()
     args = (x, [3, 3], [2, 2], [1, 1], [1, 1], True, compact, backend)
-    torch.library.opcheck(ops.max_pool2d_with_indices, args)
-    out, idx = ops.max_pool2d_with_indices(*args)
+    torch.library.opcheck(ops.max_pool2d_with_indices_op, args)
+    out, idx = ops.max_pool2d_with_indices_op(*args)
     g = torch.randn_like(out)
-    torch.library.opcheck(ops.max_pool2d_backward, (g, idx, [10, 13], [3, 3], [2, 2], [1, 1], [1, 1],
+    torch.library.opcheck(ops.max_pool2d_backward_op, (g, idx, [10, 13], [3, 3], [2, 2], [1, 1], [1, 1],
                                                     lay == "channels_last", backend))
 
 
@@ -421,7 +421,7 @@ def test_double_backward_gradgradcheck(device, backend, case):
     assert grads[1].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1])
     # the backward op itself: schema, fake kernel and autograd registration
-    _, idx = ops.max_pool2d_with_indices(xd, list(k), list(s), list(p), list(d), ceil, compact, backend)
+    _, idx = ops.max_pool2d_with_indices_op(xd, list(k), list(s), list(p), list(d), ceil, compact, backend)
     g = to(m, device, lay=lay).requires_grad_()
-    torch.library.opcheck(ops.max_pool2d_backward, (g, idx, list(x.shape[-2:]), list(k), list(s),
+    torch.library.opcheck(ops.max_pool2d_backward_op, (g, idx, list(x.shape[-2:]), list(k), list(s),
                                                     list(p), list(d), lay == "channels_last", backend))

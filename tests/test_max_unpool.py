@@ -212,7 +212,7 @@ def test_out_of_range_indices_raise(device, backend, bad):
         pydense.functional.max_unpool2d(y, idx, 2, backend=backend, check_indices=True)
     grad = torch.ones(2 * 8 * 8, device=device).view(1, 2, 8, 8)
     with pytest.raises(IndexError, match=r"indices must lie in \[0, 64\)"):
-        ops.max_unpool2d_backward(grad, idx, [2, 2], [2, 2], [0, 0], [1, 1], backend, True)
+        ops.max_unpool2d_backward_op(grad, idx, [2, 2], [2, 2], [0, 0], [1, 1], backend, True)
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id.split("-")[1] in ("triton", "cuda")])
@@ -227,7 +227,7 @@ def test_unchecked_invalid_indices_are_dropped(device, backend):
     expected = reference.max_unpool2d(torch.where(keep, y, 0).double(), torch.where(keep, bad, idx), out_hw)
     assert torch.equal(out.double().cpu(), expected)
     grad = torch.randn(1, 2, 8, 8, dtype=torch.float32)
-    gi = ops.max_unpool2d_backward(grad.to(device), bad.to(device), [2, 2], [2, 2], [0, 0], [1, 1],
+    gi = ops.max_unpool2d_backward_op(grad.to(device), bad.to(device), [2, 2], [2, 2], [0, 0], [1, 1],
                                    backend, False)
     expected_grad = torch.where(keep, reference.max_unpool2d_backward(grad, bad.clamp(0, 63)), 0)
     assert torch.equal(gi.cpu(), expected_grad)
@@ -279,10 +279,10 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error():
 def test_opcheck(device, backend, lay):
     y, idx, out_hw = pooled_case(CONFIGS["segnet-ceil"], seed=9)
     y, idx = to(y, device, torch.float32, lay).requires_grad_(), to(idx, device, lay=lay)
-    torch.library.opcheck(ops.max_unpool2d, (y, idx, list(out_hw), [2, 2], [2, 2], [0, 0], [1, 1], backend,
+    torch.library.opcheck(ops.max_unpool2d_op, (y, idx, list(out_hw), [2, 2], [2, 2], [0, 0], [1, 1], backend,
                                           True))
     g = torch.randn(2, 3, *out_hw, device=device)
-    torch.library.opcheck(ops.max_unpool2d_backward, (g, idx, [2, 2], [2, 2], [0, 0], [1, 1], backend, True))
+    torch.library.opcheck(ops.max_unpool2d_backward_op, (g, idx, [2, 2], [2, 2], [0, 0], [1, 1], backend, True))
 
 
 class PoolUnpool(torch.nn.Module):
@@ -401,7 +401,7 @@ def test_double_backward_gradgradcheck(device, backend, case):
     torch.testing.assert_close(grads[0], grads[1])
     # the gradient op itself: schema, fake kernel and autograd registration
     g = to(torch.randn(1, 2, *out_hw, dtype=torch.float64), device, lay=lay).requires_grad_()
-    torch.library.opcheck(ops.max_unpool2d_backward, (g, idxd, [k, k], [s, s], [p, p], [1, 1],
+    torch.library.opcheck(ops.max_unpool2d_backward_op, (g, idxd, [k, k], [s, s], [p, p], [1, 1],
                                                       backend, True))
 
 

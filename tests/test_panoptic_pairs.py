@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pydense
+from pydense import reference
 from pydense.ops import panoptic_pairs as ops
-from pydense.ops.panoptic_pairs import pair_counts
+from pydense.ops.panoptic_pairs import panoptic_pair_counts as pair_counts
 
 from helpers import CPU_BACKENDS, backend_params, requires_cuda
 
@@ -24,21 +25,8 @@ ID_BITS = 24
 
 
 def oracle(gt, pred, gt_ids, pred_ids):
-    """counts (N, G + 1, P + 1) by np.unique over gt * 2^24 + pred and a dict per table row (the
-    first occurrence of an id wins; absent ids go to the last index)."""
-    N, G, P = gt.shape[0], gt_ids.shape[1], pred_ids.shape[1]
-    out = np.zeros((N, G + 1, P + 1), dtype=np.int64)
-    for n in range(N):
-        gi, pj = {}, {}
-        for i, v in enumerate(gt_ids[n].tolist()):
-            gi.setdefault(v, i)
-        for j, v in enumerate(pred_ids[n].tolist()):
-            pj.setdefault(v, j)
-        key = (gt[n].cpu().numpy().astype(np.int64).ravel() << ID_BITS) + \
-            pred[n].cpu().numpy().astype(np.int64).ravel()
-        for k, c in zip(*(a.tolist() for a in np.unique(key, return_counts=True))):
-            out[n, gi.get(k >> ID_BITS, G), pj.get(k & ((1 << ID_BITS) - 1), P)] += c
-    return out
+    """counts (N, G + 1, P + 1) as a numpy array (pydense.reference.panoptic_pair_counts)."""
+    return reference.panoptic_pair_counts(gt, pred, gt_ids, pred_ids, ID_BITS).numpy()
 
 
 def table(ids, width):

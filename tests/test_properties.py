@@ -1460,7 +1460,7 @@ def test_instance_coverage(device, backend):
 def ours_pairs(a, backend):
     from pydense.ops import panoptic_pairs
 
-    return panoptic_pairs.pair_counts(a["gt"], a["pred"], a["gt_ids"], a["pred_ids"],
+    return panoptic_pairs.panoptic_pair_counts(a["gt"], a["pred"], a["gt_ids"], a["pred_ids"],
                                       backend=backend)
 
 

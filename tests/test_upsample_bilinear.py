@@ -215,10 +215,10 @@ def test_tables_cannot_address_outside(device, backend):
 @pytest.mark.parametrize("lay", ["nchw", "channels_last"])
 def test_opcheck(device, backend, lay):
     x = to(data((2, 3, 5, 4)), device, torch.float32, lay).requires_grad_()
-    torch.library.opcheck(ops.upsample_bilinear2d, (x, [9, 7], False, -1.0, -1.0, backend))
-    torch.library.opcheck(ops.upsample_bilinear2d, (x, [10, 8], True, 2.0, 2.0, backend))
+    torch.library.opcheck(ops.upsample_bilinear2d_op, (x, [9, 7], False, -1.0, -1.0, backend))
+    torch.library.opcheck(ops.upsample_bilinear2d_op, (x, [10, 8], True, 2.0, 2.0, backend))
     g = to(data((2, 3, 9, 7)), device, torch.float32, lay)
-    torch.library.opcheck(ops.upsample_bilinear2d_backward,
+    torch.library.opcheck(ops.upsample_bilinear2d_backward_op,
                           (g, [2, 3, 5, 4], False, -1.0, -1.0, backend, lay == "channels_last"))
 
 
@@ -305,5 +305,5 @@ def test_double_backward_gradgradcheck(device, backend, align_corners, lay):
     torch.testing.assert_close(grads[0], grads[1])
     # the backward op itself: schema, fake kernel and autograd registration
     g = to(m, device, lay=lay).requires_grad_()
-    torch.library.opcheck(ops.upsample_bilinear2d_backward, (g, [1, 2, 4, 3], align_corners, 2.5,
+    torch.library.opcheck(ops.upsample_bilinear2d_backward_op, (g, [1, 2, 4, 3], align_corners, 2.5,
                                                              1.5, backend, lay == "channels_last"))

@@ -71,7 +71,7 @@ def weight(channels, factor, dtype=torch.float32, device=None):
 
 
 @torch.library.custom_op("pydense::bilinear_deconv2d", mutates_args=())
-def bilinear_deconv2d(input: torch.Tensor, factor: int, crop: int, output_size: Sequence[int],
+def bilinear_deconv2d_op(input: torch.Tensor, factor: int, crop: int, output_size: Sequence[int],
                       backend: str) -> torch.Tensor:
     """Cropped FCN bilinear deconvolution of a 4-D input with a concrete backend."""
     oh, ow = output_size
@@ -83,13 +83,13 @@ def bilinear_deconv2d(input: torch.Tensor, factor: int, crop: int, output_size: 
     return two_tap_forward(input, (oh, ow), h_tab, w_tab, backend)
 
 
-@bilinear_deconv2d.register_fake
+@bilinear_deconv2d_op.register_fake
 def _(input, factor, crop, output_size, backend):
     return empty_output((*input.shape[:2], *output_size), input)
 
 
 @torch.library.custom_op("pydense::bilinear_deconv2d_backward", mutates_args=())
-def bilinear_deconv2d_backward(grad_output: torch.Tensor, input_size: Sequence[int], factor: int,
+def bilinear_deconv2d_backward_op(grad_output: torch.Tensor, input_size: Sequence[int], factor: int,
                                crop: int, backend: str, channels_last: bool) -> torch.Tensor:
     """Input gradient of bilinear_deconv2d (a deterministic gather); input_size is (N, C, H, W)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -106,7 +106,7 @@ def bilinear_deconv2d_backward(grad_output: torch.Tensor, input_size: Sequence[i
     return two_tap_backward(grad_output, input_size, fmt, h_tab, w_tab, backend)
 
 
-@bilinear_deconv2d_backward.register_fake
+@bilinear_deconv2d_backward_op.register_fake
 def _(grad_output, input_size, factor, crop, backend, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(tuple(input_size), dtype=grad_output.dtype, device=grad_output.device,
@@ -120,12 +120,12 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad):
-    g = bilinear_deconv2d_backward(grad, ctx.input_size, ctx.factor, ctx.crop, ctx.backend,
+    g = bilinear_deconv2d_backward_op(grad, ctx.input_size, ctx.factor, ctx.crop, ctx.backend,
                                    ctx.channels_last)
     return g, None, None, None, None
 
 
-bilinear_deconv2d.register_autograd(_backward, setup_context=_setup_context)
+bilinear_deconv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # Double backward: the backward is linear in grad_output (the adjoint of the deconvolution), so its
@@ -140,15 +140,15 @@ def _backward_setup_context(ctx, inputs, output):
 def _backward_backward(ctx, gg):
     d_grad_output = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = bilinear_deconv2d(gg, ctx.factor, ctx.crop, ctx.output_size, ctx.backend)
+        d_grad_output = bilinear_deconv2d_op(gg, ctx.factor, ctx.crop, ctx.output_size, ctx.backend)
     return d_grad_output, None, None, None, None, None
 
 
-bilinear_deconv2d_backward.register_autograd(_backward_backward,
+bilinear_deconv2d_backward_op.register_autograd(_backward_backward,
                                              setup_context=_backward_setup_context)
 
 
-def deconv(input, factor, crop=0, output_size=None, backend="auto"):
+def bilinear_deconv2d(input, factor, crop=0, output_size=None, backend="auto"):
     """Validate, pick the backend, and call the op (see pydense.functional.bilinear_deconv2d)."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
@@ -174,4 +174,4 @@ def deconv(input, factor, crop=0, output_size=None, backend="auto"):
         raise ValueError(f"{OP}: crop {crop} + output_size {out_hw} must fit the full output {full} "
                          f"((in + 1) * factor) and be positive")
     backend = _backend.resolve(backend, input.device, OP)
-    return bilinear_deconv2d(input, factor, crop, list(out_hw), backend)
+    return bilinear_deconv2d_op(input, factor, crop, list(out_hw), backend)

@@ -8,7 +8,7 @@ Argument validation happens in :func:`normalize_args`, before any kernel runs.
 """
 import torch
 
-from .. import _backend
+from .. import _backend, reference
 from ._common import FLOAT_DTYPES, integer_tensor
 
 OP = "confusion_matrix"
@@ -95,15 +95,7 @@ def check_label_range(pred, target, num_classes, ignore_index):
             raise ValueError(f"{OP}: {name} holds {kind} {v}; {rule}")
 
 
-def bincount_reference(pred, target, num_classes, ignore_index):
-    """``torch.bincount(target * K + pred)`` over the pixels whose target is not ignore_index."""
-    if pred.dim() == 4:
-        pred = pred.argmax(1)
-    t = target.reshape(-1).long()
-    p = pred.reshape(-1).long()
-    keep = (t != ignore_index) & (t >= 0) & (t < num_classes) & (p >= 0) & (p < num_classes)
-    counts = torch.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes)
-    return counts.view(num_classes, num_classes)
+bincount_reference = reference.confusion_matrix  # the oracle; also the "torch" backend
 
 
 @torch.library.custom_op("pydense::confusion_matrix", mutates_args=())
@@ -131,12 +123,10 @@ def confusion_matrix(pred, target, num_classes, *, ignore_index=255, backend="au
                      check_labels=True):
     """Validate, pick the backend, and call ``pydense::confusion_matrix``."""
     pred, target = normalize_args(pred, target, num_classes, ignore_index)
-    requested = backend
-    backend = _backend.resolve(backend, target.device, OP)
-    if backend == "triton" and num_classes > TRITON_MAX_CLASSES:
-        # Each histogram holds at most 2048 bins; more classes take several passes over the pixels.
-        backend = _backend.leave_triton(
-            requested, target.device, OP, f"num_classes <= {TRITON_MAX_CLASSES}, got {num_classes}")
+    # Each histogram holds at most 2048 bins; more classes take several passes over the pixels.
+    beyond = (f"num_classes <= {TRITON_MAX_CLASSES}, got {num_classes}"
+              if num_classes > TRITON_MAX_CLASSES else None)
+    backend = _backend.resolve(backend, target.device, OP, beyond_triton=beyond)
     if check_labels:
         check_label_range(pred, target, num_classes, ignore_index)
     return confusion_matrix_op(pred, target, num_classes, ignore_index, backend)

@@ -145,7 +145,7 @@ def _(input, weight, bias, residual, stride, padding, dilation, groups, relu, sc
 
 
 @torch.library.custom_op("pydense::conv2d_input_grad", mutates_args=())
-def input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+def conv2d_input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                   input_hw: List[int], stride: List[int], padding: List[int], dilation: List[int],
                   groups: int, backend: str) -> torch.Tensor:
     """Input gradient of conv2d (``padding`` = (top, left)) plus ``bias`` per input channel: the
@@ -167,13 +167,13 @@ def input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optiona
     return gx
 
 
-@input_grad_op.register_fake
+@conv2d_input_grad_op.register_fake
 def _(grad_output, weight, bias, input_hw, stride, padding, dilation, groups, backend):
     return empty_output((grad_output.shape[0], weight.shape[1] * groups, *input_hw), grad_output)
 
 
 @torch.library.custom_op("pydense::conv2d_weight_grad", mutates_args=())
-def weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
+def conv2d_weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
                    stride: List[int], padding: List[int], dilation: List[int], groups: int,
                    backend: str) -> torch.Tensor:
     """Weight gradient of conv2d (``padding`` = (top, left)), in ``weight``'s shape and memory
@@ -191,7 +191,7 @@ def weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch
     return gw
 
 
-@weight_grad_op.register_fake
+@conv2d_weight_grad_op.register_fake
 def _(grad_output, input, weight, stride, padding, dilation, groups, backend):
     return empty_output(weight.shape, weight)
 
@@ -222,10 +222,10 @@ def _conv_backward(ctx, grad):
     pad_tl = [padding[0], padding[2]]
     gx = gw = gb = None
     if ctx.needs_input_grad[0]:
-        gx = input_grad_op(g, weight, None, list(input.shape[2:]), stride, pad_tl, dilation,
+        gx = conv2d_input_grad_op(g, weight, None, list(input.shape[2:]), stride, pad_tl, dilation,
                            groups, ctx.backend)
     if ctx.needs_input_grad[1]:
-        gw = weight_grad_op(g, input, weight, stride, pad_tl, dilation, groups, ctx.backend)
+        gw = conv2d_weight_grad_op(g, input, weight, stride, pad_tl, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = _bias_grad(g)
     gr = grad if ctx.has_res else None
@@ -267,13 +267,13 @@ def _input_grad_backward(ctx, gg):
         d_gy = conv2d_op(gg, weight, None, None, stride, pad4, dilation, groups, False, 1.0,
                          ctx.backend)
     if ctx.needs_input_grad[1]:
-        d_w = weight_grad_op(gy, gg, weight, stride, padding, dilation, groups, ctx.backend)
+        d_w = conv2d_weight_grad_op(gy, gg, weight, stride, padding, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         d_b = _bias_grad(gg)
     return d_gy, d_w, d_b, None, None, None, None, None, None
 
 
-input_grad_op.register_autograd(_input_grad_backward, setup_context=_input_grad_setup)
+conv2d_input_grad_op.register_autograd(_input_grad_backward, setup_context=_input_grad_setup)
 
 
 def _weight_grad_setup(ctx, inputs, output):
@@ -291,12 +291,12 @@ def _weight_grad_backward(ctx, gg):
         pad4 = _pad4_for(x.shape[2:], gy.shape[2:], gg.shape[2:], stride, padding, dilation)
         d_gy = conv2d_op(x, gg, None, None, stride, pad4, dilation, groups, False, 1.0, ctx.backend)
     if ctx.needs_input_grad[1]:
-        d_x = input_grad_op(gy, gg, None, list(x.shape[2:]), stride, padding, dilation, groups,
+        d_x = conv2d_input_grad_op(gy, gg, None, list(x.shape[2:]), stride, padding, dilation, groups,
                             ctx.backend)
     return d_gy, d_x, None, None, None, None, None, None
 
 
-weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
+conv2d_weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
 
 
 def transposed_out_size(size, k, s, p, op, d):
@@ -310,7 +310,7 @@ def conv_transpose2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optiona
     """Transposed convolution (see pydense.functional.conv_transpose2d)."""
     hw = [transposed_out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
                               output_padding[i], dilation[i]) for i in (0, 1)]
-    return input_grad_op(input, weight, bias, hw, stride, padding, dilation, groups, backend)
+    return conv2d_input_grad_op(input, weight, bias, hw, stride, padding, dilation, groups, backend)
 
 
 @conv_transpose2d_op.register_fake
@@ -336,7 +336,7 @@ def _t_backward(ctx, grad):
         gx = conv2d_op(grad, weight, None, None, stride, pad4, dilation, groups, False, 1.0,
                        ctx.backend)
     if ctx.needs_input_grad[1]:
-        gw = weight_grad_op(input, grad, weight, stride, padding, dilation, groups, ctx.backend)
+        gw = conv2d_weight_grad_op(input, grad, weight, stride, padding, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = _bias_grad(grad)
     return gx, gw, gb, None, None, None, None, None, None
@@ -478,10 +478,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
             raise TypeError(f"{op}: residual must have the input's dtype {x.dtype} and device "
                             f"{x.device}, got {r.dtype} on {r.device}")
         residual = r
-    backend = _backend.resolve(backend, x.device, OP)
+    backend = _backend.resolve(backend, x.device, op)
     y = conv2d_op(x, weight, bias, residual, stride, pad4, dilation, groups, activation == "relu",
                   float(scale), backend)
     return y.squeeze(0) if unbatched else y
+
+
+def conv2d_fused(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                 activation=None, residual=None, scale=1.0, backend="auto"):
+    """:func:`conv2d` with the epilogue (see pydense.functional.conv2d_fused)."""
+    return conv2d(input, weight, bias, stride, padding, dilation, groups, activation=activation,
+                  residual=residual, scale=scale, backend=backend)
 
 
 def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding=None, *, backend="auto"):

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from .. import _backend
 from ._common import FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, out_memory_format
-from .bilinear_deconv import _tables, bilinear_deconv2d_backward, full_size, weight as deconv_weight
-from .conv import _allow_tf32, _autocast, _bias_grad, conv2d_op, weight_grad_op
+from .bilinear_deconv import _tables, bilinear_deconv2d_backward_op, full_size, weight as deconv_weight
+from .conv import _allow_tf32, _autocast, _bias_grad, conv2d_op, conv2d_weight_grad_op
 
 OP = "fcn_skip"
 
@@ -66,7 +66,7 @@ def _(coarse, skip, weight, bias, factor, offset, skip_scale, backend):
 
 
 @torch.library.custom_op("pydense::fcn_skip_skip_grad", mutates_args=())
-def skip_grad_op(grad_output: torch.Tensor, weight: Optional[torch.Tensor], skip_size: List[int],
+def fcn_skip_skip_grad_op(grad_output: torch.Tensor, weight: Optional[torch.Tensor], skip_size: List[int],
                  offset: List[int], skip_scale: float, backend: str,
                  channels_last: bool) -> torch.Tensor:
     """The skip's gradient: skip_scale * weight^T grad_output inside the crop, zero outside."""
@@ -87,7 +87,7 @@ def skip_grad_op(grad_output: torch.Tensor, weight: Optional[torch.Tensor], skip
     return gs
 
 
-@skip_grad_op.register_fake
+@fcn_skip_skip_grad_op.register_fake
 def _(grad_output, weight, skip_size, offset, skip_scale, backend, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(skip_size, dtype=grad_output.dtype, device=grad_output.device, memory_format=fmt)
@@ -117,12 +117,12 @@ def _skip_grad_backward(ctx, gg):
             d_grad = conv2d_op(crop, weight[:, :, None, None], None, None, [1, 1], [0, 0, 0, 0],
                                [1, 1], 1, False, ctx.scale, ctx.backend)
     if weight is not None and ctx.needs_input_grad[1]:
-        d_weight = weight_grad_op(grad_output, crop, weight[:, :, None, None], [1, 1], [0, 0],
+        d_weight = conv2d_weight_grad_op(grad_output, crop, weight[:, :, None, None], [1, 1], [0, 0],
                                   [1, 1], 1, ctx.backend).view(weight.shape) * ctx.scale
     return d_grad, d_weight, None, None, None, None, None
 
 
-skip_grad_op.register_autograd(_skip_grad_backward, setup_context=_skip_grad_setup_context)
+fcn_skip_skip_grad_op.register_autograd(_skip_grad_backward, setup_context=_skip_grad_setup_context)
 
 
 def _is_cl(t):
@@ -141,13 +141,13 @@ def _backward(ctx, grad):
     skip, weight = ctx.saved_tensors
     gc = gs = gw = gb = None
     if ctx.needs_input_grad[0]:
-        gc = bilinear_deconv2d_backward(grad, ctx.coarse_size, ctx.factor, 0, ctx.backend, ctx.coarse_cl)
+        gc = bilinear_deconv2d_backward_op(grad, ctx.coarse_size, ctx.factor, 0, ctx.backend, ctx.coarse_cl)
     if ctx.needs_input_grad[1]:
-        gs = skip_grad_op(grad, weight, ctx.skip_size, ctx.offset, ctx.scale, ctx.backend, ctx.skip_cl)
+        gs = fcn_skip_skip_grad_op(grad, weight, ctx.skip_size, ctx.offset, ctx.scale, ctx.backend, ctx.skip_cl)
     if weight is not None and ctx.needs_input_grad[2]:
         (oh, ow), (r, c) = grad.shape[-2:], ctx.offset
         crop = skip[..., r:r + oh, c:c + ow]
-        gw = weight_grad_op(grad, crop, weight[:, :, None, None], [1, 1], [0, 0], [1, 1], 1,
+        gw = conv2d_weight_grad_op(grad, crop, weight[:, :, None, None], [1, 1], [0, 0], [1, 1], 1,
                             ctx.backend).view(weight.shape) * ctx.scale
     if ctx.has_bias and ctx.needs_input_grad[3]:
         gb = _bias_grad(grad)

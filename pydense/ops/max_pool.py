@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .. import _backend
 from ._common import check_float_input, check_nonempty_plane, empty_output, int_pair, out_memory_format
 
-OP = "max_pool2d_with_indices"
+OP, KEY = "max_pool2d_with_indices", "max_pool2d"  # the public name; the registry key
 MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
 
 
@@ -106,7 +106,7 @@ def _empty_outputs(input, out_hw, compact):
 
 
 @torch.library.custom_op("pydense::max_pool2d_with_indices", mutates_args=())
-def max_pool2d_with_indices(input: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+def max_pool2d_with_indices_op(input: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int],
                             padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool,
                             compact: bool, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     """4-D max_pool2d with indices, normalized arguments and a concrete backend (see functional)."""
@@ -128,7 +128,7 @@ def max_pool2d_with_indices(input: torch.Tensor, kernel_size: Sequence[int], str
     return out, idx
 
 
-@max_pool2d_with_indices.register_fake
+@max_pool2d_with_indices_op.register_fake
 def _(input, kernel_size, stride, padding, dilation, ceil_mode, compact, backend):
     out_hw = tuple(output_size(input.shape[2 + i], kernel_size[i], stride[i], padding[i], dilation[i],
                                ceil_mode) for i in range(2))
@@ -136,7 +136,7 @@ def _(input, kernel_size, stride, padding, dilation, ceil_mode, compact, backend
 
 
 @torch.library.custom_op("pydense::max_pool2d_backward", mutates_args=())
-def max_pool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor, input_size: Sequence[int],
+def max_pool2d_backward_op(grad_output: torch.Tensor, indices: torch.Tensor, input_size: Sequence[int],
                         kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                         dilation: Sequence[int], channels_last: bool, backend: str) -> torch.Tensor:
     """grad_input (N, C, H, W): the sum of grad_output over the windows whose index names each
@@ -164,7 +164,7 @@ def max_pool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor, input_
     return grad_input
 
 
-@max_pool2d_backward.register_fake
+@max_pool2d_backward_op.register_fake
 def _(grad_output, indices, input_size, kernel_size, stride, padding, dilation, channels_last, backend):
     n, c = grad_output.shape[:2]
     return torch.empty((n, c, *input_size), dtype=grad_output.dtype, device=grad_output.device,
@@ -184,11 +184,11 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad, _grad_indices):
     (indices,) = ctx.saved_tensors
-    grad_input = max_pool2d_backward(grad, indices, *ctx.geometry, ctx.channels_last, ctx.backend)
+    grad_input = max_pool2d_backward_op(grad, indices, *ctx.geometry, ctx.channels_last, ctx.backend)
     return grad_input, None, None, None, None, None, None, None
 
 
-max_pool2d_with_indices.register_autograd(_backward, setup_context=_setup_context)
+max_pool2d_with_indices_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # Double backward: the backward is linear in grad_output (a sum over the windows whose index names
@@ -204,26 +204,26 @@ def _backward_setup_context(ctx, inputs, output):
 
 
 def _backward_backward(ctx, gg):
-    from .max_unpool import max_unpool2d_backward  # max_unpool imports this module
+    from .max_unpool import max_unpool2d_backward_op  # max_unpool imports this module
 
     (indices,) = ctx.saved_tensors
     d_grad_output = None
     if ctx.needs_input_grad[0]:  # the pool's own indices: always in range, no check needed
-        d_grad_output = max_unpool2d_backward(gg, indices, *ctx.window, ctx.backend, False)
+        d_grad_output = max_unpool2d_backward_op(gg, indices, *ctx.window, ctx.backend, False)
     return d_grad_output, None, None, None, None, None, None, None, None
 
 
-max_pool2d_backward.register_autograd(_backward_backward, setup_context=_backward_setup_context)
+max_pool2d_backward_op.register_autograd(_backward_backward, setup_context=_backward_setup_context)
 
 
-def pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, compact=False,
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, compact=False,
          backend="auto"):
     """Validate, pick the backend, and call ``pydense::max_pool2d_with_indices`` (3-D or 4-D)."""
     k, s, p, d, _ = normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, compact)
-    backend = _backend.resolve(backend, input.device, "max_pool2d")
+    backend = _backend.resolve(backend, input.device, KEY)
     squeeze = input.dim() == 3
     if squeeze:
         input = input.unsqueeze(0)
-    out, idx = max_pool2d_with_indices(input, list(k), list(s), list(p), list(d), ceil_mode, compact,
+    out, idx = max_pool2d_with_indices_op(input, list(k), list(s), list(p), list(d), ceil_mode, compact,
                                        backend)
     return (out.squeeze(0), idx.squeeze(0)) if squeeze else (out, idx)

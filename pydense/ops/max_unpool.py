@@ -20,7 +20,7 @@ from torch._subclasses.fake_tensor import is_fake
 
 from .. import _backend
 from ._common import check_float_input, check_nonempty_plane, empty_output, int_pair, out_memory_format
-from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward
+from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward_op
 
 OP = "max_unpool2d"
 
@@ -138,7 +138,7 @@ def _empty_out(input, out_hw):
 
 
 @torch.library.custom_op("pydense::max_unpool2d", mutates_args=())
-def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, output_size: Sequence[int],
+def max_unpool2d_op(input: torch.Tensor, indices: torch.Tensor, output_size: Sequence[int],
                  kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                  dilation: Sequence[int], backend: str, check_indices: bool) -> torch.Tensor:
     """4-D max_unpool2d with normalized arguments and a concrete backend (see functional).
@@ -167,13 +167,13 @@ def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, output_size: Sequen
     return out
 
 
-@max_unpool2d.register_fake
+@max_unpool2d_op.register_fake
 def _(input, indices, output_size, kernel_size, stride, padding, dilation, backend, check_indices):
     return _empty_out(input, tuple(output_size))
 
 
 @torch.library.custom_op("pydense::max_unpool2d_backward", mutates_args=())
-def max_unpool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor,
+def max_unpool2d_backward_op(grad_output: torch.Tensor, indices: torch.Tensor,
                           kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                           dilation: Sequence[int], backend: str, check_indices: bool) -> torch.Tensor:
     """grad_input[n, c, i] = grad_output[n, c, target(indices[n, c, i])] (a gather; 4-D); the
@@ -201,7 +201,7 @@ def max_unpool2d_backward(grad_output: torch.Tensor, indices: torch.Tensor,
     return grad_input
 
 
-@max_unpool2d_backward.register_fake
+@max_unpool2d_backward_op.register_fake
 def _(grad_output, indices, kernel_size, stride, padding, dilation, backend, check_indices):
     return torch.empty(indices.shape, dtype=grad_output.dtype, device=grad_output.device,
                        memory_format=out_memory_format(indices))
@@ -217,11 +217,11 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     (indices,) = ctx.saved_tensors
-    grad_input = max_unpool2d_backward(grad, indices, *ctx.window, ctx.backend, ctx.check_indices)
+    grad_input = max_unpool2d_backward_op(grad, indices, *ctx.window, ctx.backend, ctx.check_indices)
     return grad_input, None, None, None, None, None, None, None, None
 
 
-max_unpool2d.register_autograd(_backward, setup_context=_setup_context)
+max_unpool2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # Double backward: the backward is a gather, linear in grad_output; its gradient is the adjoint
@@ -269,15 +269,15 @@ def _backward_backward(ctx, gg):
         # checked in eager only: a traced graph (torch.compile) cannot branch on index values
         if ctx.check_indices and not is_fake(indices):
             check_in_window(indices, ctx.out_hw, ctx.window)
-        d_grad_output = max_pool2d_backward(gg, indices, ctx.out_hw, *ctx.window,
+        d_grad_output = max_pool2d_backward_op(gg, indices, ctx.out_hw, *ctx.window,
                                             ctx.channels_last, ctx.backend)
     return d_grad_output, None, None, None, None, None, None, None
 
 
-max_unpool2d_backward.register_autograd(_backward_backward, setup_context=_backward_setup_context)
+max_unpool2d_backward_op.register_autograd(_backward_backward, setup_context=_backward_setup_context)
 
 
-def unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None, *,
            dilation=1, backend="auto", check_indices=None):
     """Validate, pick the backend, and call ``pydense::max_unpool2d`` (3-D or 4-D input)."""
     k, s, p, out_hw, d = normalize_args(input, indices, kernel_size, stride, padding, output_size,
@@ -288,6 +288,6 @@ def unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None
     squeeze = input.dim() == 3
     if squeeze:
         input, indices = input.unsqueeze(0), indices.unsqueeze(0)
-    out = max_unpool2d(input, indices, list(out_hw), list(k), list(s), list(p), list(d), backend,
+    out = max_unpool2d_op(input, indices, list(out_hw), list(k), list(s), list(p), list(d), backend,
                        bool(check_indices))
     return out.squeeze(0) if squeeze else out

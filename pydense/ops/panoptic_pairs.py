@@ -108,7 +108,7 @@ def _(gt, pred, gt_ids, pred_ids, backend):
                        device=gt.device)
 
 
-def pair_counts(gt, pred, gt_ids, pred_ids, *, backend="auto"):
+def panoptic_pair_counts(gt, pred, gt_ids, pred_ids, *, backend="auto"):
     """Pixel counts of every (ground-truth segment, predicted segment) pair, per image.
 
     Args:
@@ -126,11 +126,12 @@ def pair_counts(gt, pred, gt_ids, pred_ids, *, backend="auto"):
         the image's gt (pred) row. Deterministic; ``counts[n].sum() == H * W``.
     """
     gt, pred, gt_ids, pred_ids = normalize_args(gt, pred, gt_ids, pred_ids)
-    requested = backend
-    backend = _backend.resolve(backend, gt.device, OP)
-    if backend == "triton" and (gt_ids.shape[1] + 1) * (pred_ids.shape[1] + 1) > TRITON_MAX_BINS:
-        # Each histogram holds at most 2048 bins; more bins take several passes over the pixels.
-        backend = _backend.leave_triton(
-            requested, gt.device, OP, f"(G + 1) * (P + 1) <= {TRITON_MAX_BINS}, got "
-                                      f"G={gt_ids.shape[1]}, P={pred_ids.shape[1]}")
+    # Each histogram holds at most 2048 bins; more bins take several passes over the pixels.
+    G, P = gt_ids.shape[1], pred_ids.shape[1]
+    beyond = (f"(G + 1) * (P + 1) <= {TRITON_MAX_BINS}, got G={G}, P={P}"
+              if (G + 1) * (P + 1) > TRITON_MAX_BINS else None)
+    backend = _backend.resolve(backend, gt.device, OP, beyond_triton=beyond)
     return panoptic_pair_counts_op(gt, pred, gt_ids, pred_ids, backend)
+
+
+pair_counts = panoptic_pair_counts  # the former name (pydense.metrics still calls it)

@@ -66,8 +66,18 @@ pixel_unshuffle_op.register_autograd(
     setup_context=_setup_context)
 
 
-def shuffle(input, factor, upscale, backend="auto"):
-    """Validate, pick the backend, and call the op; ``input`` is (*, C, H, W) with * of any rank."""
+def pixel_shuffle(input, upscale_factor, backend="auto"):
+    """Validate, pick the backend, and call ``pydense::pixel_shuffle`` (see functional)."""
+    return _shuffle(input, upscale_factor, True, backend)
+
+
+def pixel_unshuffle(input, downscale_factor, backend="auto"):
+    """Validate, pick the backend, and call ``pydense::pixel_unshuffle`` (see functional)."""
+    return _shuffle(input, downscale_factor, False, backend)
+
+
+def _shuffle(input, factor, upscale, backend):
+    """Either op; ``input`` is (*, C, H, W) with * of any rank."""
     op = "pixel_shuffle" if upscale else "pixel_unshuffle"
     name = "upscale_factor" if upscale else "downscale_factor"
     if not isinstance(input, torch.Tensor):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .. import _backend
 from ._common import check_float_input, empty_output, out_memory_format
 
-OP = "interpolate"
+OP, KEY = "interpolate", "upsample_bilinear2d"  # the public name; the registry key
 
 
 def acc_dtype(dtype):
@@ -76,7 +76,7 @@ def _scale_arg(s):
 
 
 @torch.library.custom_op("pydense::upsample_bilinear2d", mutates_args=())
-def upsample_bilinear2d(input: torch.Tensor, output_size: Sequence[int], align_corners: bool,
+def upsample_bilinear2d_op(input: torch.Tensor, output_size: Sequence[int], align_corners: bool,
                         scale_h: float, scale_w: float, backend: str) -> torch.Tensor:
     """4-D bilinear upsampling with a concrete backend; scale_h/scale_w <= 0 mean "none"."""
     oh, ow = output_size
@@ -107,14 +107,14 @@ def two_tap_forward(input, out_hw, h_tab, w_tab, backend, skip=None):
     return out
 
 
-@upsample_bilinear2d.register_fake
+@upsample_bilinear2d_op.register_fake
 def _(input, output_size, align_corners, scale_h, scale_w, backend):
     n, c = input.shape[:2]
     return empty_output((n, c, *output_size), input)
 
 
 @torch.library.custom_op("pydense::upsample_bilinear2d_backward", mutates_args=())
-def upsample_bilinear2d_backward(grad_output: torch.Tensor, input_size: Sequence[int],
+def upsample_bilinear2d_backward_op(grad_output: torch.Tensor, input_size: Sequence[int],
                                  align_corners: bool, scale_h: float, scale_w: float,
                                  backend: str, channels_last: bool) -> torch.Tensor:
     """Input gradient of upsample_bilinear2d (a deterministic gather); input_size is (N, C, H, W)."""
@@ -145,7 +145,7 @@ def two_tap_backward(grad_output, input_size, fmt, h_tab, w_tab, backend):
     return grad_input
 
 
-@upsample_bilinear2d_backward.register_fake
+@upsample_bilinear2d_backward_op.register_fake
 def _(grad_output, input_size, align_corners, scale_h, scale_w, backend, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(tuple(input_size), dtype=grad_output.dtype, device=grad_output.device,
@@ -159,12 +159,12 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad):
-    g = upsample_bilinear2d_backward(grad, ctx.input_size, ctx.align_corners, ctx.scale_h,
+    g = upsample_bilinear2d_backward_op(grad, ctx.input_size, ctx.align_corners, ctx.scale_h,
                                      ctx.scale_w, ctx.backend, ctx.channels_last)
     return g, None, None, None, None, None
 
 
-upsample_bilinear2d.register_autograd(_backward, setup_context=_setup_context)
+upsample_bilinear2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # Double backward: the backward is linear in grad_output (the adjoint of the upsampling), so its
@@ -179,12 +179,12 @@ def _backward_setup_context(ctx, inputs, output):
 def _backward_backward(ctx, gg):
     d_grad_output = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = upsample_bilinear2d(gg, ctx.output_size, ctx.align_corners, ctx.scale_h,
+        d_grad_output = upsample_bilinear2d_op(gg, ctx.output_size, ctx.align_corners, ctx.scale_h,
                                             ctx.scale_w, ctx.backend)
     return d_grad_output, None, None, None, None, None, None
 
 
-upsample_bilinear2d_backward.register_autograd(_backward_backward,
+upsample_bilinear2d_backward_op.register_autograd(_backward_backward,
                                                setup_context=_backward_setup_context)
 
 
@@ -239,6 +239,6 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
             raise ValueError(f"{OP}: scale_factor {scale_factor!r} gives an empty output {out_hw} for "
                              f"input size {(h, w)}")
         scales = (-1.0, -1.0) if recompute_scale_factor else tuple(float(f) for f in factors)
-    backend = _backend.resolve(backend, input.device, "upsample_bilinear2d")
-    return upsample_bilinear2d(input, [int(v) for v in out_hw], align_corners, scales[0],
+    backend = _backend.resolve(backend, input.device, KEY)
+    return upsample_bilinear2d_op(input, [int(v) for v in out_hw], align_corners, scales[0],
                                scales[1], backend)

@@ -96,7 +96,7 @@ def _(x, skip, mode, align_corners, scale_h, scale_w, backend):
 
 
 @torch.library.custom_op("pydense::upsample_concat_backward", mutates_args=())
-def upsample_concat_backward(grad_up: torch.Tensor, input_size: Sequence[int], mode: str,
+def upsample_concat_backward_op(grad_up: torch.Tensor, input_size: Sequence[int], mode: str,
                              align_corners: bool, scale_h: float, scale_w: float, backend: str,
                              channels_last: bool) -> torch.Tensor:
     """x's gradient from ``grad_up`` (the output gradient's first C_x channels, any strides)."""
@@ -111,7 +111,7 @@ def upsample_concat_backward(grad_up: torch.Tensor, input_size: Sequence[int], m
     return two_tap_backward(grad_up, input_size, fmt, tabs[0], tabs[1], backend)
 
 
-@upsample_concat_backward.register_fake
+@upsample_concat_backward_op.register_fake
 def _(grad_up, input_size, mode, align_corners, scale_h, scale_w, backend, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(tuple(input_size), dtype=grad_up.dtype, device=grad_up.device,
@@ -126,7 +126,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     cx = ctx.input_size[1]
-    gx = upsample_concat_backward(grad[:, :cx], ctx.input_size, ctx.mode, ctx.align_corners,
+    gx = upsample_concat_backward_op(grad[:, :cx], ctx.input_size, ctx.mode, ctx.align_corners,
                                   ctx.scale_h, ctx.scale_w, ctx.backend, ctx.channels_last)
     return gx, grad[:, cx:], None, None, None, None, None
 
@@ -153,7 +153,7 @@ def _backward_backward(ctx, gg):
     return d_grad_up, None, None, None, None, None, None, None
 
 
-upsample_concat_backward.register_autograd(_backward_backward,
+upsample_concat_backward_op.register_autograd(_backward_backward,
                                            setup_context=_backward_setup_context)
 
 

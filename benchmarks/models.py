@@ -4,7 +4,7 @@ For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 
 batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
 360x480 batch 4, with int64 and with compact uint8 pooling indices: compare their peak memory) it compares, side by side, in one run:
 
-* "pydense": the model with ``backend="pydense"`` (fused pydense ops, ``op_backend="auto"``),
+* "pydense": the model with ``backend="auto"`` (fused pydense ops, each on its tuned backend),
 * "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
 * "compile": ``torch.compile`` of the eager model (``mode="max-autotune-no-cudagraphs"`` on CUDA,
   the default mode on CPU; ``fullgraph=True``; not in --quick runs, whose compile time on CPU
@@ -91,7 +91,7 @@ def run(quick, device, wanted=None, log=None, *, cases=None, layouts=None, dtype
         if wanted and name not in wanted:
             continue
         torch.manual_seed(0)
-        fused = factory(**kwargs, backend="pydense").to(device)
+        fused = factory(**kwargs, backend="auto").to(device)
         # the stock model has no compact indices: its peak memory is the int64-index baseline
         eager = factory(**{k: v for k, v in kwargs.items() if k != "compact_indices"},
                         backend="torch").to(device)

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from . import _backend, functional
+from . import functional
 from . import nn as pnn
 from .nn import init
+from .nn._backend_arg import check_backend
 from .ops._common import FLOAT_DTYPES
 
 __all__ = ["OPS", "ConvSpec", "PatchRecord", "default_conv_predicate", "enabled",
@@ -151,11 +152,6 @@ def _check_ops(ops, where):
     return ops
 
 
-def _check_backend(backend, where):
-    if not isinstance(backend, str) or backend not in _backend.BACKENDS:
-        raise ValueError(f"{where}: backend must be one of {_backend.BACKENDS}, got {backend!r}")
-
-
 def _replacement(m, ops, conv_predicate):
     """(op, pydense class, extra attributes) for a module to patch, or None. Exact classes only:
     a subclass of a torch module may override ``forward``, so it is left alone."""
@@ -240,7 +236,7 @@ def patch(model, *, ops=OPS, backend="auto", conv_predicate=None):
         True
     """
     ops = _check_ops(ops, "pydense.patch")
-    _check_backend(backend, "pydense.patch")
+    check_backend(backend, "pydense.patch")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"pydense.patch: model must be a torch.nn.Module, got {type(model).__name__}")
     conv_predicate = default_conv_predicate if conv_predicate is None else conv_predicate
@@ -450,7 +446,7 @@ class enabled(TorchFunctionMode):
 
     def __init__(self, backend="auto", *, ops=OPS, conv_predicate=None):
         super().__init__()
-        _check_backend(backend, "pydense.enabled")
+        check_backend(backend, "pydense.enabled")
         self.backend = backend
         self.ops = _check_ops(ops, "pydense.enabled")
         self.conv_predicate = default_conv_predicate if conv_predicate is None else conv_predicate

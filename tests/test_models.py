@@ -19,10 +19,10 @@ def close(a, b, tol=TOL):
     torch.testing.assert_close(a, b, rtol=tol, atol=tol * scale)
 
 
-def pair(factory, *args, device="cpu", op_backend="auto", **kwargs):
+def pair(factory, *args, device="cpu", backend="auto", **kwargs):
     """(pydense model, torch model) with the pydense model's state_dict loaded into the torch one."""
     torch.manual_seed(0)
-    m = factory(*args, op_backend=op_backend, **kwargs).to(device)
+    m = factory(*args, backend=backend, **kwargs).to(device)
     t = factory(*args, backend="torch", **kwargs).to(device)
     t.load_state_dict(m.state_dict())
     return m, t
@@ -186,23 +186,91 @@ def test_bad_backend():
         models.edsr_baseline(5)
 
 
+def on_meta(factory, *args):
+    """``factory(*args, **kwargs)`` built on the meta device (no memory, no initialisation cost:
+    FCN's and the dilation front end's fc6 alone hold 103M parameters)."""
+    def build(**kwargs):
+        with torch.device("meta"):
+            return factory(*args, **kwargs)
+    return build
+
+
+# Every model class, by the name its messages use.
+ALL_MODELS = {
+    "FCN": on_meta(models.FCN, "32s", 3),
+    "EDSR": on_meta(models.EDSR, 2, 1, 8),
+    "DilationFrontend": on_meta(models.DilationFrontend, 3),
+    "ContextModule": on_meta(models.ContextModule, 3),
+    "Dilation8": on_meta(models.Dilation8, 3, "basic"),
+    "SegNet": on_meta(models.SegNet, 3),
+}
+
+
+@pytest.mark.parametrize("name", list(ALL_MODELS))
+def test_backend_takes_the_op_values(name):
+    """One ``backend`` word: the ops' values (pydense._backend.BACKENDS), "torch" the stock model
+    and any other value pydense's ops on that backend; anything else names the model, the
+    argument and the valid values."""
+    from pydense import _backend
+
+    assert models.BACKENDS is _backend.BACKENDS
+    for backend in _backend.BACKENDS:
+        model = ALL_MODELS[name](backend=backend)
+        assert model.backend == backend and model.fused == (backend != "torch")
+    assert ALL_MODELS[name]().backend == "auto"
+    for bad in ("cudnn", "PYDENSE", None, ("cpu",)):
+        with pytest.raises(ValueError) as err:
+            ALL_MODELS[name](backend=bad)
+        assert str(err.value) == f"{name}: backend must be one of {_backend.BACKENDS}, got {bad!r}"
+
+
+@pytest.mark.parametrize("name", list(ALL_MODELS))
+def test_deprecated_backend_spellings(name):
+    """backend="pydense" is backend="auto" and op_backend=X is backend=X (the models that had
+    op_backend), each with a DeprecationWarning pointing at the caller."""
+    with pytest.warns(DeprecationWarning, match=f'{name}: backend="pydense" is deprecated') as rec:
+        model = ALL_MODELS[name](backend="pydense")
+    assert model.backend == "auto" and model.fused
+    assert all(w.filename == __file__ for w in rec)
+    if name == "SegNet":  # SegNet never had op_backend
+        with pytest.raises(TypeError, match="op_backend"):
+            ALL_MODELS[name](op_backend="cpu")
+        return
+    with pytest.warns(DeprecationWarning, match=f"{name}: op_backend is deprecated") as rec:
+        assert ALL_MODELS[name](op_backend="cpu").backend == "cpu"
+    assert all(w.filename == __file__ for w in rec)
+    with pytest.warns(DeprecationWarning):
+        assert ALL_MODELS[name](backend="pydense", op_backend="cpu").backend == "cpu"
+        assert ALL_MODELS[name](backend="torch", op_backend="cpu").backend == "torch"
+        assert ALL_MODELS[name](backend="cpu", op_backend="cpu").backend == "cpu"
+        with pytest.raises(ValueError, match=f"{name}: backend='triton' and the deprecated "
+                                             "op_backend='cpu' disagree"):
+            ALL_MODELS[name](backend="triton", op_backend="cpu")
+        with pytest.raises(ValueError, match=f"{name}: op_backend must be one of"):
+            ALL_MODELS[name](op_backend="pydense")
+    if name == "Dilation8":  # its parts get the resolved word, and warn only once
+        with pytest.warns(DeprecationWarning) as rec:
+            model = ALL_MODELS[name](backend="pydense")
+        assert len(rec) == 1 and model.frontend.backend == model.context.backend == "auto"
+
+
 @requires_cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("op_backend", ["triton", "cuda"])
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("name", ["fcn8s", "edsr_baseline", "dilation8"])
-def test_models_on_gpu_match_torch(name, op_backend):
+def test_models_on_gpu_match_torch(name, backend):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     if name == "fcn8s":
-        m, t = pair(models.fcn8s, device="cuda", op_backend=op_backend)
+        m, t = pair(models.fcn8s, device="cuda", backend=backend)
         randomize_scores(m)
         t.load_state_dict(m.state_dict())
         x = torch.randn(2, 3, 500, 500, device="cuda")
     elif name == "edsr_baseline":
-        m, t = pair(models.edsr_baseline, 4, device="cuda", op_backend=op_backend)
+        m, t = pair(models.edsr_baseline, 4, device="cuda", backend=backend)
         x = torch.rand(2, 3, 48, 48, device="cuda") * 255
     else:
-        m, t = pair(models.dilation8, device="cuda", op_backend=op_backend)
+        m, t = pair(models.dilation8, device="cuda", backend=backend)
         x = torch.randn(1, 3, 900, 900, device="cuda")
     with torch.no_grad():
         close(m.eval()(x), t.eval()(x), 1e-3)

@@ -122,3 +122,52 @@ def test_setup_lists_every_subpackage():
         if os.path.isfile(os.path.join(ROOT, "pydense", d, "__init__.py"))}
     assert found <= listed, f"setup.py packages misses {sorted(found - listed)}"
     assert "pydense.kernels" in listed
+
+
+# One of each pydense.nn module, built with the given keywords.
+NN_MODULES = {
+    "BilinearConvTranspose2d": lambda **kw: pydense.nn.BilinearConvTranspose2d(4, 4, 4, stride=2,
+                                                                             bias=False, **kw),
+    "BilinearDeconv2d": lambda **kw: pydense.nn.BilinearDeconv2d(2, **kw),
+    "Conv2d": lambda **kw: pydense.nn.Conv2d(2, 2, 3, **kw),
+    "Conv2dPixelShuffle": lambda **kw: pydense.nn.Conv2dPixelShuffle(2, 2, 3, 2, **kw),
+    "ConvTranspose2d": lambda **kw: pydense.nn.ConvTranspose2d(2, 2, 2, **kw),
+    "FCNSkip": lambda **kw: pydense.nn.FCNSkip(4, 3, 5, **kw),
+    "MaxPool2d": lambda **kw: pydense.nn.MaxPool2d(2, **kw),
+    "MaxUnpool2d": lambda **kw: pydense.nn.MaxUnpool2d(2, **kw),
+    "PixelShuffle": lambda **kw: pydense.nn.PixelShuffle(2, **kw),
+    "PixelUnshuffle": lambda **kw: pydense.nn.PixelUnshuffle(2, **kw),
+    "Upsample": lambda **kw: pydense.nn.Upsample(scale_factor=2, mode="bilinear", **kw),
+    "UpsampleConcat": lambda **kw: pydense.nn.UpsampleConcat(**kw),
+    "UpsamplingBilinear2d": lambda **kw: pydense.nn.UpsamplingBilinear2d(scale_factor=2, **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NN_MODULES))
+def test_nn_modules_take_one_backend_word(name):
+    """Every pydense.nn module takes ``backend`` keyword-only with the ops' values
+    (pydense._backend.BACKENDS), default "auto"; any other value is a ValueError naming the
+    module, the argument and the valid values, when the module is built."""
+    import inspect
+
+    from pydense._backend import BACKENDS
+
+    assert set(NN_MODULES) == set(pydense.nn.__all__) - {"init"}
+    cls = getattr(pydense.nn, name)
+    param = inspect.signature(cls.__init__).parameters["backend"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default == "auto"
+    assert NN_MODULES[name]().backend == "auto"
+    for backend in BACKENDS:
+        assert NN_MODULES[name](backend=backend).backend == backend
+    for bad in ("pydense", "cudnn", None):
+        with pytest.raises(ValueError) as err:
+            NN_MODULES[name](backend=bad)
+        assert str(err.value) == (f"pydense.nn.{name}: backend must be one of {BACKENDS}, "
+                                  f"got {bad!r}")
+
+
+def test_conv2d_pixel_shuffle_backend_is_keyword_only():
+    with pytest.raises(TypeError):
+        pydense.nn.Conv2dPixelShuffle(2, 2, 3, 2, True, "cpu")
+    seq = torch.nn.Sequential(torch.nn.Conv2d(2, 8, 3, padding=1), torch.nn.PixelShuffle(2))
+    assert pydense.nn.Conv2dPixelShuffle.from_sequential(seq, backend="cpu").backend == "cpu"

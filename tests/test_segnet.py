@@ -40,14 +40,14 @@ def test_parameter_count():
     assert len(segnet_module.ENCODER) == len(segnet_module.DECODER) == 5
     assert sum(map(len, segnet_module.ENCODER)) == 13 and sum(map(len, segnet_module.DECODER)) == 13
     assert spec_parameter_count(11) == 29_449_355  # REFERENCE: ~29.45M for CamVid's 11 classes
-    for backend in ("pydense", "torch"):
+    for backend in ("auto", "torch"):
         model = pydense.models.segnet(11, backend=backend)
         assert sum(p.numel() for p in model.parameters()) == 29_449_355
     assert sum(p.numel() for p in pydense.models.segnet(21).parameters()) == spec_parameter_count(21)
 
 
 def test_structure_and_init():
-    model = pydense.models.segnet(11, backend="pydense", compact_indices=True)
+    model = pydense.models.segnet(11, backend="auto", compact_indices=True)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(convs) == 26 and len(bns) == 25

@@ -1,5 +1,11 @@
-"""Full dense-prediction models on pydense's fused ops (``backend="pydense"``) or on stock PyTorch
-ops (``backend="torch"``), with the same parameters: state_dicts load into either.
+"""Full dense-prediction models on pydense's fused ops or on stock PyTorch, with the same
+parameters: state_dicts load into either.
+
+Every model takes ``backend`` with the ops' values (:data:`BACKENDS`, which is
+``pydense._backend.BACKENDS``): "auto" (the default), "triton", "cuda" or "cpu" run pydense's ops
+on that backend; "torch" builds the stock PyTorch model. Any other value is a ValueError. The
+older spellings still work, with a DeprecationWarning: ``backend="pydense"`` is "auto", and
+``op_backend=X`` (FCN, EDSR, the dilation models) is ``backend=X``.
 
     >>> import torch, pydense
     >>> model = pydense.models.edsr_baseline(scale=2).eval()

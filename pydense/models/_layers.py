@@ -1,33 +1,33 @@
 """What the models share: the backend switch and the few composite layers that run as one fused
-pydense op (backend "pydense") or as the stock PyTorch chain (backend "torch") on the same
+pydense op (any pydense backend) or as the stock PyTorch chain (backend "torch") on the same
 parameters, so state_dicts are interchangeable between the two."""
 import torch
 import torch.nn.functional as F
 
 from .. import functional
 from ..nn import init
+from ..nn._backend_arg import BACKENDS, check_backend
 
-BACKENDS = ("pydense", "torch")
-
-
-def check_backend(backend, model):
-    if backend not in BACKENDS:
-        raise ValueError(f"{model}: backend must be one of {BACKENDS}, got {backend!r}")
-    return backend
+__all__ = ["BACKENDS", "Model", "bilinear_upsampler", "check_backend", "parameter_count"]
 
 
 class Model(torch.nn.Module):
-    """Base of the models: ``backend`` ("pydense" or "torch") selects the ops, ``op_backend`` the
-    pydense backend ("auto", "triton", "cuda", "cpu")."""
+    """Base of the models. ``backend`` has the ops' values (``pydense._backend.BACKENDS``):
+    "torch" builds the stock PyTorch model (torch modules and functions), any other value runs
+    pydense's fused ops with that backend ("auto": per device, see ``pydense._tuned``).
 
-    def __init__(self, backend, op_backend="auto"):
+    Deprecated spellings (DeprecationWarning): ``backend="pydense"`` is "auto"; ``op_backend=X``
+    (models that had it) is ``backend=X``."""
+
+    def __init__(self, backend="auto", op_backend=None):
         super().__init__()
-        self.backend = check_backend(backend, type(self).__name__)
-        self.op_backend = op_backend
+        self.backend = check_backend(backend, type(self).__name__, op_backend=op_backend,
+                                     legacy=True)
 
     @property
     def fused(self):
-        return self.backend == "pydense"
+        """Whether pydense's ops run (every backend but "torch")."""
+        return self.backend != "torch"
 
     def conv(self, x, m, relu=False, residual=None, scale=1.0):
         """``residual + scale * act(m(x))`` for an ``nn.Conv2d`` m: one pydense convolution with
@@ -35,7 +35,7 @@ class Model(torch.nn.Module):
         if self.fused:
             return functional.conv2d_fused(x, m.weight, m.bias, m.stride, m.padding, m.dilation,
                                            m.groups, activation="relu" if relu else None,
-                                           residual=residual, scale=scale, backend=self.op_backend)
+                                           residual=residual, scale=scale, backend=self.backend)
         y = m(x)
         y = F.relu(y) if relu else y
         y = y * scale if scale != 1.0 else y
@@ -45,7 +45,7 @@ class Model(torch.nn.Module):
         """``PixelShuffle(r)(m(x))`` for an ``nn.Conv2d`` m (stride 1): one pydense sub-pixel conv."""
         if self.fused:
             return functional.conv2d_pixel_shuffle(x, m.weight, m.bias, r, padding=m.padding,
-                                                   backend=self.op_backend)
+                                                   backend=self.backend)
         return F.pixel_shuffle(m(x), r)
 
     def bilinear_up(self, x, m, crop=0, size=None):
@@ -58,7 +58,7 @@ class Model(torch.nn.Module):
                          for s in x.shape[-2:])
         if self.fused and not m.weight.requires_grad:
             return functional.bilinear_deconv2d(x, m.stride[0], crop=crop + m.padding[0],
-                                                output_size=size, backend=self.op_backend)
+                                                output_size=size, backend=self.backend)
         y = m(x)
         return y[..., crop:crop + size[0], crop:crop + size[1]]
 

@@ -14,9 +14,10 @@ unpadded (the deploy network), "same" pads every layer to keep the size.
 Dilation8: front end, context module, then a frozen depthwise bilinear deconvolution (k16 s8
 pad 4): 66 -> 528.
 
-``backend="pydense"``: every conv + ReLU is one fused pydense convolution (Triton's dilated
-implicit GEMM on GPU: dilation costs nothing extra), the final upsampling the bilinear
-deconvolution; ``backend="torch"``: stock modules.
+``backend`` ("auto", "triton", "cuda", "cpu"; default "auto"): every conv + ReLU is one fused
+pydense convolution on that backend (Triton's dilated implicit GEMM on GPU: dilation costs
+nothing extra), the final upsampling the bilinear deconvolution; ``backend="torch"``: stock
+modules.
 """
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ LABEL_MARGIN = 186  # the front end's: pad the image by this much (reflection) b
 class DilationFrontend(Model):
     """The VGG16 front end (see the module docstring): (N, 3, H, W) -> (N, classes, (H - 372) / 8)."""
 
-    def __init__(self, num_classes=21, *, backend="pydense", op_backend="auto"):
+    def __init__(self, num_classes=21, *, backend="auto", op_backend=None):
         super().__init__(backend, op_backend)
         self.layers = []
         cin = 3
@@ -87,11 +88,12 @@ class ContextModule(Model):
         padding (str): "paper" (input zero-padded by 33, layers unpadded) or "same".
         sigma (float): the large module's initialisation noise (default 1e-3 * C / c_out is the
             paper's "sigma << C / c_out"; pass 0 for an exact scaled identity).
-        backend, op_backend: as for the other models.
+        backend (str): as for the other models: "auto", "triton", "cuda", "cpu" (pydense's fused
+            ops on that backend) or "torch" (stock PyTorch), same parameters.
     """
 
     def __init__(self, channels=21, kind="basic", padding="paper", sigma=None, *,
-                 backend="pydense", op_backend="auto"):
+                 backend="auto", op_backend=None):
         super().__init__(backend, op_backend)
         if kind not in ("basic", "large"):
             raise ValueError(f"ContextModule: kind must be 'basic' or 'large', got {kind!r}")
@@ -121,12 +123,12 @@ class Dilation8(Model):
     """Dilation8: front end + context module + frozen bilinear upsampling x8 (k16 s8 pad 4,
     depthwise). (N, 3, H, W) (the image reflection-padded by 186) -> (N, classes, H - 372, W - 372)."""
 
-    def __init__(self, num_classes=21, context="large", padding="paper", *, backend="pydense",
-                 op_backend="auto"):
+    def __init__(self, num_classes=21, context="large", padding="paper", *, backend="auto",
+                 op_backend=None):
         super().__init__(backend, op_backend)
-        self.frontend = DilationFrontend(num_classes, backend=backend, op_backend=op_backend)
-        self.context = ContextModule(num_classes, context, padding, backend=backend,
-                                     op_backend=op_backend) if context else None
+        self.frontend = DilationFrontend(num_classes, backend=self.backend)
+        self.context = ContextModule(num_classes, context, padding,
+                                     backend=self.backend) if context else None
         self.upsample = bilinear_upsampler(num_classes, 8, padding=4, depthwise=True)
 
     def forward(self, x):

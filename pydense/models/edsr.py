@@ -11,7 +11,8 @@ bias, no batch norm.
 ``edsr_baseline``: B = 16, F = 64, res_scale 1 (1,369,859 trainable parameters at x2);
 ``edsr``: B = 32, F = 256, res_scale 0.1 (40,729,603 at x2). The frozen mean shifts add 24.
 
-``backend="pydense"``: each ResBlock is two fused convolutions (conv + ReLU, then conv +
+``backend`` "auto" (the default), "triton", "cuda" or "cpu": pydense's fused ops on that backend;
+each ResBlock is two fused convolutions (conv + ReLU, then conv +
 res_scale + residual in its epilogue: no extra pass), the global skip is the body's last
 convolution's epilogue, each upsampler stage one ``conv2d_pixel_shuffle`` (no r²F intermediate);
 ``backend="torch"``: the stock modules.
@@ -58,14 +59,15 @@ class EDSR(Model):
         n_resblocks (int), n_feats (int), res_scale (float): 16 / 64 / 1 (baseline) or 32 / 256 /
             0.1 (paper).
         rgb_range (int): the pixel range (default 255).
-        backend (str): "pydense" (fused pydense ops) or "torch" (stock PyTorch), same parameters.
-        op_backend (str): the pydense backend ("auto", "triton", "cuda", "cpu").
+        backend (str): "auto", "triton", "cuda", "cpu" (pydense's fused ops on that backend) or
+            "torch" (stock PyTorch), same parameters. Deprecated: "pydense" (= "auto") and
+            ``op_backend=X`` (= ``backend=X``).
 
     Input (N, 3, H, W) in [0, rgb_range] -> (N, 3, scale * H, scale * W).
     """
 
     def __init__(self, scale=2, n_resblocks=16, n_feats=64, res_scale=1.0, rgb_range=255, *,
-                 backend="pydense", op_backend="auto"):
+                 backend="auto", op_backend=None):
         super().__init__(backend, op_backend)
         if scale not in (2, 3, 4):
             raise ValueError(f"EDSR: scale must be 2, 3 or 4, got {scale!r}")

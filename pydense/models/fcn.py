@@ -15,7 +15,8 @@ A 500x500 image gives pool3 88, pool4 44, fc7 16, upscore2 34, upscore_pool4 70,
 ``upscore2``, ...), so its checkpoints load. FCN-8s has 134,489,759 parameters for 21 classes
 (the frozen upscore weights included, as the reference counts them).
 
-``backend="pydense"``: conv + ReLU as one fused convolution, each skip ``upscore + crop(score(
+``backend`` "auto" (the default), "triton", "cuda" or "cpu": pydense's ops on that backend, conv +
+ReLU as one fused convolution, each skip ``upscore + crop(score(
 scale * pool))`` as one ``fcn_skip`` kernel (the score convolution inside it), the final
 upsampling as the cropped bilinear deconvolution; ``backend="torch"``: the stock modules.
 Max-pooling and dropout are PyTorch's in both.
@@ -41,14 +42,15 @@ class FCN(Model):
         variant (str): "32s", "16s" or "8s".
         num_classes (int): default 21 (PASCAL VOC).
         at_once (bool): FCN-8s at-once: pool4 scaled by 0.01 and pool3 by 1e-4 before scoring.
-        backend (str): "pydense" (fused pydense ops) or "torch" (stock PyTorch), same parameters.
-        op_backend (str): the pydense backend for backend="pydense" ("auto", "triton", "cuda", "cpu").
+        backend (str): "auto", "triton", "cuda", "cpu" (pydense's fused ops on that backend) or
+            "torch" (stock PyTorch), same parameters. Deprecated: "pydense" (= "auto") and
+            ``op_backend=X`` (= ``backend=X``).
 
     Input (N, 3, H, W) -> scores (N, num_classes, H, W).
     """
 
-    def __init__(self, variant="8s", num_classes=21, at_once=False, *, backend="pydense",
-                 op_backend="auto"):
+    def __init__(self, variant="8s", num_classes=21, at_once=False, *, backend="auto",
+                 op_backend=None):
         super().__init__(backend, op_backend)
         if variant not in VARIANTS:
             raise ValueError(f"FCN: variant must be one of {tuple(VARIANTS)}, got {variant!r}")
@@ -101,7 +103,7 @@ class FCN(Model):
         if self.fused and not up.weight.requires_grad:
             return functional.fcn_skip(coarse, pool, factor=up.stride[0], offset=off,
                                        skip_scale=scale, score_weight=score.weight,
-                                       score_bias=score.bias, backend=self.op_backend)
+                                       score_bias=score.bias, backend=self.backend)
         u = up(coarse)
         s = score(pool * scale if scale != 1.0 else pool)
         return u + s[..., off:off + u.shape[-2], off:off + u.shape[-1]]
@@ -128,12 +130,12 @@ class FCN(Model):
 
 
 def fcn32s(num_classes=21, **kwargs):
-    """FCN-32s (136,152,917 parameters for 21 classes). kwargs: backend, op_backend."""
+    """FCN-32s (136,152,917 parameters for 21 classes). kwargs: backend."""
     return FCN("32s", num_classes, **kwargs)
 
 
 def fcn16s(num_classes=21, **kwargs):
-    """FCN-16s (134,815,994 parameters for 21 classes). kwargs: backend, op_backend."""
+    """FCN-16s (134,815,994 parameters for 21 classes). kwargs: backend."""
     return FCN("16s", num_classes, **kwargs)
 
 

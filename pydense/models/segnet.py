@@ -9,11 +9,12 @@ with a max-unpool of the matching pooling indices (to the encoder stage's exact 
 ReLU (it gives the class scores). He (MSRA) initialisation: normal with std sqrt(2 / fan_in),
 zero biases; BatchNorm weight 1 and bias 0.
 
-``backend="torch"`` builds it from stock torch modules; any other backend from pydense's
-(``pydense.nn.Conv2d``, ``pydense.nn.MaxPool2d``, ``pydense.nn.MaxUnpool2d``) with identical
-parameter and buffer names, so state_dicts load into either. With ``compact_indices=True`` the
-pools keep uint8 window offsets instead of int64 flat indices (8x less index memory between the
-encoder and the decoder); the outputs and gradients are the same.
+``backend="torch"`` builds it from stock torch modules; any other backend ("auto", the default,
+"triton", "cuda", "cpu") from pydense's (``pydense.nn.Conv2d``, ``pydense.nn.MaxPool2d``,
+``pydense.nn.MaxUnpool2d``) on that backend, with identical parameter and buffer names, so
+state_dicts load into either. With ``compact_indices=True`` the pools keep uint8 window offsets
+instead of int64 flat indices (8x less index memory between the encoder and the decoder); the
+outputs and gradients are the same.
 
 CamVid: 360x480 input, 11 classes: 29,449,355 parameters.
 """
@@ -22,6 +23,7 @@ from collections import OrderedDict
 from torch import nn
 
 from .. import nn as pnn
+from ._layers import Model
 
 # (in, out) channels of each convolution, stage by stage.
 ENCODER = [
@@ -38,7 +40,6 @@ DECODER = [  # from the deepest stage (5) to the first; the class count replaces
     [(128, 128), (128, 64)],
     [(64, 64), (64, None)],
 ]
-BACKENDS = ("pydense", "torch", "auto", "triton", "cuda", "cpu")
 
 
 def _block(conv, cin, cout, last=False):
@@ -48,13 +49,13 @@ def _block(conv, cin, cout, last=False):
     return nn.Sequential(OrderedDict(parts))
 
 
-class SegNet(nn.Module):
+class SegNet(Model):
     """SegNet; ``forward(x)`` returns (N, num_classes, H, W) class scores for (N, 3, H, W) input.
 
     Args:
         num_classes (int): output channels (11 for CamVid).
-        backend (str): "torch" (stock torch modules), "pydense" (pydense ops with
-            ``backend="auto"``) or a pydense backend for every op: "auto", "triton", "cuda", "cpu".
+        backend (str): "auto", "triton", "cuda", "cpu" (pydense modules, every op on that
+            backend) or "torch" (stock torch modules). Deprecated: "pydense" (= "auto").
         compact_indices (bool): pools return uint8 window offsets (pydense backends only).
 
     Modules: ``encoder[s][b]`` / ``decoder[s][b]`` are ``Sequential(conv, bn, relu)`` blocks
@@ -62,29 +63,26 @@ class SegNet(nn.Module):
     parameters.
     """
 
-    def __init__(self, num_classes=11, *, backend="pydense", compact_indices=False):
-        super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"SegNet: backend must be one of {BACKENDS}, got {backend!r}")
+    def __init__(self, num_classes=11, *, backend="auto", compact_indices=False):
+        super().__init__(backend)
+        backend = self.backend
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
             raise ValueError(f"SegNet: num_classes must be a positive int, got {num_classes!r}")
         if compact_indices and backend == "torch":
             raise ValueError("SegNet: compact_indices=True needs a pydense backend (stock torch "
                              "pools return int64 indices only), got backend='torch'")
-        self.num_classes, self.backend, self.compact_indices = num_classes, backend, compact_indices
+        self.num_classes, self.compact_indices = num_classes, compact_indices
         if backend == "torch":
             def conv(cin, cout):
                 return nn.Conv2d(cin, cout, 3, padding=1)
             self.pool = nn.MaxPool2d(2, 2, return_indices=True, ceil_mode=True)
             self.unpool = nn.MaxUnpool2d(2, 2)
         else:
-            ops_backend = "auto" if backend == "pydense" else backend
-
             def conv(cin, cout):
-                return pnn.Conv2d(cin, cout, 3, padding=1, backend=ops_backend)
+                return pnn.Conv2d(cin, cout, 3, padding=1, backend=backend)
             self.pool = pnn.MaxPool2d(2, 2, return_indices=True, ceil_mode=True,
-                                      compact=compact_indices, backend=ops_backend)
-            self.unpool = pnn.MaxUnpool2d(2, 2, backend=ops_backend)
+                                      compact=compact_indices, backend=backend)
+            self.unpool = pnn.MaxUnpool2d(2, 2, backend=backend)
         self.encoder = nn.ModuleList(
             nn.Sequential(*[_block(conv, cin, cout) for cin, cout in stage]) for stage in ENCODER)
         decoder = []
@@ -124,7 +122,7 @@ class SegNet(nn.Module):
                 f"compact_indices={self.compact_indices}")
 
 
-def segnet(num_classes=11, *, backend="pydense", compact_indices=False):
+def segnet(num_classes=11, *, backend="auto", compact_indices=False):
     """SegNet with He-initialised weights (see :class:`SegNet`; no pretrained weights).
 
     Example::

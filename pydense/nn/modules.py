@@ -3,6 +3,11 @@ import math
 import torch
 
 from .. import functional
+from ._backend_arg import check_backend
+
+
+def _check_backend(module, backend):
+    return check_backend(backend, f"pydense.nn.{type(module).__name__}")
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
@@ -27,7 +32,7 @@ class MaxPool2d(torch.nn.MaxPool2d):
                  ceil_mode=False, *, compact=False, backend="auto"):
         super().__init__(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
         self.compact = compact
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
     def forward(self, input):
         out, idx = functional.max_pool2d_with_indices(
@@ -69,7 +74,7 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
                  check_indices=None):
         super().__init__(kernel_size, stride, padding)
         self.dilation = dilation
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
         self.check_indices = check_indices
 
     def forward(self, input, indices, output_size=None):
@@ -93,7 +98,7 @@ class PixelShuffle(torch.nn.PixelShuffle):
 
     def __init__(self, upscale_factor, *, backend="auto"):
         super().__init__(upscale_factor)
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
     def forward(self, input):
         return functional.pixel_shuffle(input, self.upscale_factor, backend=self.backend)
@@ -107,7 +112,7 @@ class PixelUnshuffle(torch.nn.PixelUnshuffle):
 
     def __init__(self, downscale_factor, *, backend="auto"):
         super().__init__(downscale_factor)
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
     def forward(self, input):
         return functional.pixel_unshuffle(input, self.downscale_factor, backend=self.backend)
@@ -144,7 +149,7 @@ class Upsample(_Interpolate, torch.nn.Upsample):
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
                  recompute_scale_factor=None, *, backend="auto"):
         super().__init__(size, scale_factor, mode, align_corners, recompute_scale_factor)
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
 
 
@@ -161,7 +166,7 @@ class UpsamplingBilinear2d(_Interpolate, torch.nn.UpsamplingBilinear2d):
 
     def __init__(self, size=None, scale_factor=None, *, backend="auto"):
         super().__init__(size, scale_factor)
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
 
 
@@ -179,7 +184,8 @@ class BilinearDeconv2d(torch.nn.Module):
 
     def __init__(self, factor, crop=0, *, backend="auto"):
         super().__init__()
-        self.factor, self.crop, self.backend = factor, crop, backend
+        self.factor, self.crop = factor, crop
+        self.backend = _check_backend(self, backend)
 
     def forward(self, input, output_size=None):
         return functional.bilinear_deconv2d(input, self.factor, crop=self.crop,
@@ -197,7 +203,7 @@ class _ZeroPaddedConv:
         if self.padding_mode != "zeros":
             raise ValueError(f"pydense.nn.{type(self).__name__}: padding_mode must be 'zeros', got "
                              f"{self.padding_mode!r}")
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
     def extra_repr(self):
         return f"{super().extra_repr()}, backend={self.backend!r}"
@@ -295,7 +301,7 @@ class UpsampleConcat(torch.nn.Module):
     def __init__(self, scale_factor=2, mode="bilinear", align_corners=None, *, backend="auto"):
         super().__init__()
         self.scale_factor, self.mode, self.align_corners = scale_factor, mode, align_corners
-        self.backend = backend
+        self.backend = _check_backend(self, backend)
 
     def forward(self, x, skip):
         return functional.upsample_concat(x, skip, scale_factor=self.scale_factor, mode=self.mode,
@@ -335,7 +341,8 @@ class FCNSkip(torch.nn.Module):
             raise ValueError(f"FCNSkip: score=False needs skip_channels == num_classes, got "
                              f"{skip_channels} and {num_classes}")
         self.score = torch.nn.Conv2d(skip_channels, num_classes, 1) if score else None
-        self.offset, self.factor, self.skip_scale, self.backend = offset, factor, skip_scale, backend
+        self.offset, self.factor, self.skip_scale = offset, factor, skip_scale
+        self.backend = _check_backend(self, backend)
 
     def forward(self, coarse, skip):
         return functional.fcn_skip(
@@ -361,7 +368,8 @@ class Conv2dPixelShuffle(torch.nn.Module):
         kernel_size (int or (int, int)): the convolution's kernel; padding ``kernel_size // 2``.
         upscale_factor (int): r.
         bias (bool): add a learnable bias (out_channels * r*r,). Default True.
-        backend (str): "auto", "triton", "cuda", "cpu" or "torch".
+        backend (str): "auto", "triton", "cuda", "cpu" or "torch" (keyword-only, as ``device``
+            and ``dtype``).
 
     Example (EDSR's x3 upsampler, F = 64)::
 
@@ -370,13 +378,14 @@ class Conv2dPixelShuffle(torch.nn.Module):
         torch.Size([1, 64, 96, 96])
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, upscale_factor, bias=True,
+    def __init__(self, in_channels, out_channels, kernel_size, upscale_factor, bias=True, *,
                  backend="auto", device=None, dtype=None):
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.upscale_factor = (kh, kw), upscale_factor
-        self.padding, self.backend = (kh // 2, kw // 2), backend
+        self.padding = (kh // 2, kw // 2)
+        self.backend = _check_backend(self, backend)
         factory = {"device": device, "dtype": dtype}
         r2 = upscale_factor * upscale_factor
         self.weight = torch.nn.Parameter(torch.empty(out_channels * r2, in_channels, kh, kw, **factory))

@@ -23,7 +23,7 @@ only with label checks off) are dropped, never used as an address. The index mat
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64, launcher
+from ._common import _needs_int64, launcher, sum_rows, triton_interpret
 
 BLOCK = 1024          # pixels per step
 NUM_WARPS = 4
@@ -90,14 +90,7 @@ def _histogram_kernel(pred_ptr, target_ptr, hist_ptr, total, HW, W, C,
 
 @triton.jit
 def _reduce_kernel(hist_ptr, cm_ptr, P, KK, BLOCK: tl.constexpr):
-    bins = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = bins < KK
-    acc = tl.zeros([BLOCK], dtype=tl.int64)
-    row = hist_ptr + bins  # 64-bit pointers: no 32-bit wrap of p * KK
-    for _ in range(0, P):  # rows p = 0, 1, ..., P - 1: a fixed order
-        acc += tl.load(row, mask=m, other=0)
-        row += KK
-    tl.store(cm_ptr + bins, acc, mask=m)
+    sum_rows(hist_ptr, cm_ptr, P, KK, BLOCK)  # rows p = 0, 1, ..., P - 1: a fixed order
 
 
 def num_bins(kk):
@@ -120,8 +113,6 @@ def programs(total, kk, interpret):
 def forward(pred, target, num_classes, ignore_index, out):
     """Write the (K, K) int64 confusion matrix of ``pred`` (N, H, W) labels or (N, C, H, W)
     logits against ``target`` (N, H, W) into ``out`` (contiguous); arguments checked by the caller."""
-    import os
-
     import torch
 
     K = num_classes
@@ -131,8 +122,7 @@ def forward(pred, target, num_classes, ignore_index, out):
     if total == 0:
         out.zero_()
         return out
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    P, per = programs(total, kk, interpret)
+    P, per = programs(total, kk, triton_interpret())
     nb, slices = num_bins(kk)
     hist = torch.empty((P, kk), dtype=torch.int64, device=target.device)
     logits = pred.dim() == 4

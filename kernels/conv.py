@@ -12,7 +12,7 @@ Forward, an implicit GEMM per group (M = N*OH*OW, N = OCg, K = Cg*KH*KW)::
 
 The taps are unrolled with ``tl.static_range`` (a runtime loop for kernels above STATIC_TAPS_MAX
 taps, e.g. the 64x64 kernels of FCN's upsampling), inside each tap a runtime loop runs over blocks
-of channels (``_k_loop``); the row bases and bounds masks are computed once per tap. There is no
+of channels (``k_loop``); the row bases and bounds masks are computed once per tap. There is no
 flattened K loop with div/mod (a pattern Triton has miscompiled for convolutions).
 
 Input gradient (M = N*H*W, N = Cg, K = OCg * valid taps), a gather: no atomics::
@@ -65,9 +65,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
+from ._common import (_decompose, _is_channels_last, _needs_int64, _positions, acc_dtype, k_loop,
+                      launcher, triton_interpret)
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+INTERPRET = triton_interpret()
 
 # GEMM kernels unroll the taps (tl.static_range) for 2-byte data and kernels of at most this
 # many taps; otherwise a runtime loop runs over them. Unrolled 3x3 taps compile in ~7-13 s per
@@ -242,27 +243,6 @@ def _launch_gemm(kernel, tuned, grid, args, N, dtype, index_64, **constexprs):
 
 
 @triton.jit
-def _k_loop(acc, a_ptr, a_row, a_ok, a_kstride, b_ptr, b_col, b_ok, b_kstride, K, kk,
-            BK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-    """acc += A @ B over k in [0, K) in blocks of BK, with A[m, k] = a_ptr[a_row[m] + k*a_kstride]
-    (rows masked by a_ok) and B[k, j] = b_ptr[k*b_kstride + b_col[j]] (columns masked by b_ok).
-    Only the 1-D row/column offsets live across iterations (2-D pointer tensors would cost
-    registers and spill at 128x128 tiles)."""
-    for k0 in range(0, K, BK):
-        k = k0 + kk
-        k_ok = k < K
-        a = tl.load(a_ptr + a_row[:, None] + (k * a_kstride)[None, :],
-                    mask=a_ok[:, None] & k_ok[None, :], other=0.0)
-        b = tl.load(b_ptr + (k * b_kstride)[:, None] + b_col[None, :],
-                    mask=k_ok[:, None] & b_ok[None, :], other=0.0)
-        if UPCAST:
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
-    return acc
-
-
-@triton.jit
 def _epilogue(acc, b_ptr, r_ptr, oc, r_off, mask, scale,
               HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr):
     """residual + scale * act(acc + bias), in the accumulation type."""
@@ -330,7 +310,7 @@ def _fwd_tap(acc, x_ptr, w_ptr, x_row, oh, ow, m_ok, w_col, oc_ok, kk, kh, kw,
     ih = oh * sh - ph + kh * dh
     iw = ow * sw - pw + kw * dw
     ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    return _k_loop(acc, x_ptr, x_row + ih * xs2 + iw * xs3, ok, xs1,
+    return k_loop(acc, x_ptr, x_row + ih * xs2 + iw * xs3, ok, xs1,
                    w_ptr, w_col + kh * ws2 + kw * ws3, oc_ok, ws1, Cg, kk, BK, PRECISION, UPCAST)
 
 
@@ -421,7 +401,7 @@ def _dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, H, W, OH, OW, QH, QW, M, Cg, OCg
             kw = kw0 + b * stpw
             ow = qw + (rw + pw - kw * dw) // sw
             ok = h_ok & (ow >= 0) & (ow < OW)
-            acc = _k_loop(acc, gy_ptr, gy_row0 + oh * gs2 + ow * gs3, ok, gs1,
+            acc = k_loop(acc, gy_ptr, gy_row0 + oh * gs2 + ow * gs3, ok, gs1,
                           w_ptr, w_col0 + kh * ws2 + kw * ws3, c_ok, ws0, OCg, kk,
                           BK, PRECISION, UPCAST)
     mask = m_ok[:, None] & c_ok[None, :]
@@ -733,7 +713,7 @@ def weight_grad(gy, x, gw, stride, padding, dilation, groups, allow_tf32):
     sh, sw = stride
     ph, pw = padding
     dh, dw = dilation
-    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    part_dtype = acc_dtype(x.dtype)
     i64 = _needs_int64(gy, x, gw)
     geo = (sh, sw, ph, pw, dh, dw)
     if P == 0:
@@ -742,10 +722,10 @@ def weight_grad(gy, x, gw, stride, padding, dilation, groups, allow_tf32):
         BC = DW_BC
         split = _split(triton.cdiv(OC, BC) * KH * KW, P, DW_BP)
         chunk = triton.cdiv(triton.cdiv(P, split), DW_BP) * DW_BP
-        part = torch.empty((split, OC, 1, KH, KW), dtype=acc_dtype, device=x.device)
+        part = torch.empty((split, OC, 1, KH, KW), dtype=part_dtype, device=x.device)
         _dw_wgrad_kernel[(triton.cdiv(OC, BC), KH * KW, split)](
             gy, x, part, H, W, OC, OH, OW, OC // C, P, KH, KW, chunk, *gy.stride(), *x.stride(),
-            *geo, ACC_FP64=acc_dtype == torch.float64, INDEX_64=i64, BP=DW_BP, BC=BC,
+            *geo, ACC_FP64=part_dtype == torch.float64, INDEX_64=i64, BP=DW_BP, BC=BC,
             num_warps=NUM_WARPS)
     else:
         OCg = OC // groups
@@ -753,11 +733,11 @@ def weight_grad(gy, x, gw, stride, padding, dilation, groups, allow_tf32):
         tiles = triton.cdiv(OCg, bm) * triton.cdiv(Cg, bn) * groups * KH * KW
         split = _split(tiles, P, bk)
         chunk = triton.cdiv(triton.cdiv(P, split), bk) * bk
-        part = torch.empty((split, OC, Cg, KH, KW), dtype=acc_dtype, device=x.device)
+        part = torch.empty((split, OC, Cg, KH, KW), dtype=part_dtype, device=x.device)
         _wgrad_kernel[(tiles, split)](
             gy, x, part, H, W, OH, OW, P, Cg, OCg, OC, KH, KW, chunk, *gy.stride(), *x.stride(),
             *geo, PRECISION=_precision(x.dtype, allow_tf32), UPCAST=_upcast(x.dtype),
-            ACC_FP64=acc_dtype == torch.float64, INDEX_64=i64, BM=bm, BN=bn, BK=bk,
+            ACC_FP64=part_dtype == torch.float64, INDEX_64=i64, BM=bm, BN=bn, BK=bk,
             num_warps=nw, num_stages=ns)
     E = gw.numel()
     _reduce_kernel[(triton.cdiv(E, BLOCK),)](part, gw, E, part.shape[0], Cg, KH, KW, *gw.stride(),

@@ -11,10 +11,10 @@ OH = (H + 1) f (FCN's bias-free k=2f, s=f bilinear deconvolution, uncropped)::
 
 A program computes a tile of BP output positions p = (n, oh, ow) x BK classes. With SCORE the
 1x1 convolution is a ``tl.dot`` over channel blocks of the cropped skip pixels (BP x BC) and the
-weight (BC x BK), accumulated in fp32 (fp64 for fp64 data); the deconvolution is then added as
-the two-tap-per-axis gather of ``kernels/upsample_bilinear.py`` (FCN's tables from
-``pydense.ops.bilinear_deconv.axis_tables``), and the tile is stored once. Neither the scored
-skip, nor its crop, nor the upsampled scores are ever written.
+weight (BC x BK, ``k_loop``), accumulated in fp32 (fp64 for fp64 data); the deconvolution is
+then added as the two-tap-per-axis gather of bilinear upsampling (``bilinear_gather``, FCN's
+tables from ``pydense.ops.bilinear_deconv.axis_tables``), and the tile is stored once. Neither
+the scored skip, nor its crop, nor the upsampled scores are ever written.
 
 Skip gradient (zero outside the crop; the gather is the transpose of the crop)::
 
@@ -24,17 +24,13 @@ The coarse gradient is the deconvolution's gather backward (``bilinear_deconv2d_
 weight gradient the deterministic 1x1 weight gradient of ``kernels/conv.py`` on the crop.
 Under the Triton interpreter bf16 tiles are converted to fp32 before the dot (``UPCAST``).
 """
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64, launcher
-from .conv import _k_loop
-from .upsample_bilinear import _gather
+from ._common import _needs_int64, bilinear_gather, k_loop, launcher, triton_interpret
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+INTERPRET = triton_interpret()
 BP, BK, BC, NUM_WARPS = 64, 32, 32, 8  # dot dims >= 16; K (21 VOC classes) fits one BK block.
 # 8 warps: the four 2-D gather tiles of the deconvolution spilled (up to 1.2 KB) at 4 warps.
 
@@ -74,7 +70,7 @@ def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_pt
     n = t // OH
     s_row = n * ss0 + (oh + off_h) * ss2 + (ow + off_w) * ss3  # the cropped skip pixel
     if SCORE:  # skip pixels (BP x CS) @ w^T (CS x BK)
-        acc = _k_loop(tl.zeros([BP, BK], dtype=acc_t), s_ptr, s_row, p_ok, ss1, w_ptr, k * ws0,
+        acc = k_loop(tl.zeros([BP, BK], dtype=acc_t), s_ptr, s_row, p_ok, ss1, w_ptr, k * ws0,
                       k_ok, ws1, CS, tl.arange(0, BC).to(idx_t), BC, PRECISION, UPCAST)
         acc = acc * scale
         if HAS_BIAS:
@@ -90,7 +86,7 @@ def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_pt
     w1 = tl.load(widx_ptr + OW + ow, mask=p_ok, other=0)
     lw0 = tl.load(wlam_ptr + ow, mask=p_ok, other=0.0).to(acc_t)[:, None]
     lw1 = tl.load(wlam_ptr + OW + ow, mask=p_ok, other=0.0).to(acc_t)[:, None]
-    acc += _gather(c_ptr + (n * cs0)[:, None] + (k * cs1)[None, :], CH, CW, cs2, cs3,
+    acc += bilinear_gather(c_ptr + (n * cs0)[:, None] + (k * cs1)[None, :], CH, CW, cs2, cs3,
                    h0[:, None], h1[:, None], w0[:, None], w1[:, None], lh0, lh1, lw0, lw1, mask, acc_t)
     o_off = (n * os0 + oh * os2 + ow * os3)[:, None] + (k * os1)[None, :]
     tl.store(out_ptr + o_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
@@ -117,7 +113,7 @@ def _skip_grad_kernel(g_ptr, w_ptr, gx_ptr, gs0, gs1, gs2, gs3, ws0, ws1, xs0, x
     inside = p_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
     g_row = n * gs0 + oh * gs2 + ow * gs3
     if SCORE:  # gradient pixels (BP x K) @ w (K x BC)
-        acc = _k_loop(tl.zeros([BP, BC], dtype=acc_t), g_ptr, g_row, inside, gs1, w_ptr, c * ws1,
+        acc = k_loop(tl.zeros([BP, BC], dtype=acc_t), g_ptr, g_row, inside, gs1, w_ptr, c * ws1,
                       c_ok, ws0, K, tl.arange(0, BK).to(idx_t), BK, PRECISION, UPCAST)
     else:
         acc = tl.load(g_ptr + g_row[:, None] + (c * gs1)[None, :],

@@ -17,16 +17,16 @@ a private int32 histogram (``tl.histogram`` per block of pixels, summed over the
 the histogram as int64 into row ``pid`` of the partials buffer (programs * N, bins), that is row
 ``prog`` of (programs, N * bins). Bin slices: a histogram has at most ``MAX_BINS`` bins; for more
 bins the second grid axis is the bin slice (each slice program re-reads its pixel range and counts
-only its bins). Pass 2 is the confusion matrix's ``_reduce_kernel`` over (programs, N * bins):
-counts[n, b] = sum over prog = 0, 1, ... of the partials, in that fixed order. No atomics at all.
+only its bins). Pass 2, ``_reduce_kernel`` (the confusion matrix's second pass, ``sum_rows``) over
+(programs, N * bins): counts[n, b] = sum over prog = 0, 1, ... of the partials, in that fixed
+order. No atomics at all.
 The index math mirrors ``csrc/common/panoptic_pairs.h``.
 """
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64, launcher
-from .confusion_matrix import (BLOCK, MAX_BINS, MAX_SLICES, NUM_WARPS, REDUCE_BLOCK, _reduce_kernel,
-                               num_bins, programs)
+from ._common import _needs_int64, launcher, sum_rows, triton_interpret
+from .confusion_matrix import BLOCK, MAX_BINS, MAX_SLICES, NUM_WARPS, REDUCE_BLOCK, num_bins, programs
 
 MAX_IMAGE_BINS = MAX_BINS * MAX_SLICES  # (G + 1) * (P + 1) the Triton path serves
 
@@ -89,6 +89,11 @@ def _histogram_kernel(gt_ptr, pred_ptr, gids_ptr, pids_ptr, hist_ptr, N, HW, W,
     tl.store(hist_ptr + pid.to(tl.int64) * bins + slots, hist.to(tl.int64), mask=slots < bins)
 
 
+@triton.jit
+def _reduce_kernel(hist_ptr, out_ptr, P, NB, BLOCK: tl.constexpr):
+    sum_rows(hist_ptr, out_ptr, P, NB, BLOCK)  # rows prog = 0, 1, ..., P - 1: a fixed order
+
+
 def top_step(length):
     """The first step of the search in a row of ``length`` ids: the largest power of two <=
     length, 0 for an empty row (``top_step`` of csrc/common/panoptic_pairs.h)."""
@@ -100,8 +105,6 @@ def forward(gt, pred, gt_ids, pred_ids, out):
     """Write the (N, G + 1, P + 1) int64 pair counts of the id maps ``gt`` and ``pred`` (N, H, W)
     against the sorted, contiguous int64 tables ``gt_ids`` (N, G) and ``pred_ids`` (N, P) into
     ``out`` (contiguous); arguments checked by the caller, (G + 1) * (P + 1) <= MAX_IMAGE_BINS."""
-    import os
-
     import torch
 
     N, H, W = gt.shape
@@ -111,8 +114,7 @@ def forward(gt, pred, gt_ids, pred_ids, out):
     if N * HW == 0:
         out.zero_()
         return out
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    progs, per = programs(HW, N * bins, interpret)
+    progs, per = programs(HW, N * bins, triton_interpret())
     nb, slices = num_bins(bins)
     hist = torch.empty((progs * N, bins), dtype=torch.int64, device=gt.device)
     index_64 = _needs_int64(gt, pred) or HW + per >= 2**30

@@ -26,7 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import _decompose, _is_channels_last, _needs_int64, _positions, launcher
+from ._common import (_decompose, _is_channels_last, _needs_int64, _positions, bilinear_gather,
+                      launcher)
 
 BLOCK = 512
 NUM_WARPS = 4
@@ -37,23 +38,6 @@ CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "ACC_FP64": fp64, "BLOC
            for name, extra in (("_forward_kernel", {"CONCAT": False}),
                                ("_forward_kernel", {"CONCAT": True}), ("_backward_kernel", {}))
            for cl in (False, True) for i64 in (False, True) for fp64 in (False, True)]
-
-
-@triton.jit
-def _gather(base, H, W, s2, s3, h0, h1, w0, w1, lh0, lh1, lw0, lw1, live, acc: tl.constexpr):
-    """The blend of the four taps (h0|h1, w0|w1) of the planes at ``base`` (H x W, strides s2,
-    s3). A tap outside the plane reads 0 (the tables mark a tap that does not exist with -1:
-    bilinear_deconv2d's borders), so it is never multiplied (0 * inf would give NaN)."""
-    # one unsigned compare per tap: a negative index is a huge unsigned one
-    h0_ok = live & (h0.to(tl.uint32, bitcast=True) < H.to(tl.uint32))
-    h1_ok = live & (h1.to(tl.uint32, bitcast=True) < H.to(tl.uint32))
-    w0_ok = w0.to(tl.uint32, bitcast=True) < W.to(tl.uint32)
-    w1_ok = w1.to(tl.uint32, bitcast=True) < W.to(tl.uint32)
-    x00 = tl.load(base + h0 * s2 + w0 * s3, mask=h0_ok & w0_ok, other=0.0).to(acc)
-    x01 = tl.load(base + h0 * s2 + w1 * s3, mask=h0_ok & w1_ok, other=0.0).to(acc)
-    x10 = tl.load(base + h1 * s2 + w0 * s3, mask=h1_ok & w0_ok, other=0.0).to(acc)
-    x11 = tl.load(base + h1 * s2 + w1 * s3, mask=h1_ok & w1_ok, other=0.0).to(acc)
-    return lh0 * (lw0 * x00 + lw1 * x01) + lh1 * (lw0 * x10 + lw1 * x11)
 
 
 @triton.jit
@@ -79,7 +63,8 @@ def _forward_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_pt
     w1 = tl.load(widx_ptr + OW + ow, mask=live, other=0)
     lw0 = tl.load(wlam_ptr + ow, mask=live, other=0.0).to(acc)
     lw1 = tl.load(wlam_ptr + OW + ow, mask=live, other=0.0).to(acc)
-    v = _gather(x_ptr + n * xs0 + c * xs1, H, W, xs2, xs3, h0, h1, w0, w1, lh0, lh1, lw0, lw1, live, acc)
+    v = bilinear_gather(x_ptr + n * xs0 + c * xs1, H, W, xs2, xs3, h0, h1, w0, w1, lh0, lh1, lw0, lw1,
+                        live, acc)
     tl.store(o_ptr, v.to(out_ptr.dtype.element_ty), mask=live)
 
 

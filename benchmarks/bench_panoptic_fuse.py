@@ -1,4 +1,5 @@
-"""panoptic_fuse: Panoptic FPN post-processing of one COCO-sized image (pydense.panoptic.fuse).
+"""panoptic_fuse: Panoptic FPN post-processing of one COCO-sized image
+(pydense.panoptic_fusion.fuse).
 
 Inputs: (H, W) int64 semantic labels over 133 classes (80 things, 53 stuff; blocky regions of
 ~10k pixels, so stuff areas straddle the 4096-pixel threshold), M bool box masks (half of the
@@ -108,8 +109,9 @@ def problem(case, device):
 
     def pydense_fn(backend):
         def fn(semantic, masks, scores, classes):
-            return pydense.panoptic.fuse(semantic, masks, scores, classes, thing_ids=THING_IDS,
-                                         stuff_area_threshold=STUFF_AREA, backend=backend)[0]
+            return pydense.panoptic_fusion.fuse(semantic, masks, scores, classes,
+                                                thing_ids=THING_IDS, stuff_area_threshold=STUFF_AREA,
+                                                backend=backend)[0]
         return fn
 
     ref = detectron2_loop(*(t.cpu() for t in inputs)).double()

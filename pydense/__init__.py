@@ -9,6 +9,7 @@
 import importlib.util
 import os
 import sys
+import warnings
 
 
 def _map_source_kernels():
@@ -35,12 +36,40 @@ _map_source_kernels()
 
 from . import _backend  # noqa: E402,F401  (backend discovery runs at import)
 from . import ops  # noqa: E402,F401
-from . import functional, metrics, models, nn, panoptic, patching, reference  # noqa: E402,F401
+from . import functional, metrics, models, nn, panoptic_fusion, patching  # noqa: E402,F401
+from . import reference  # noqa: E402,F401
 from ._backend import BackendUnavailableError, build_info, extension_available  # noqa: E402,F401
 from .patching import (ConvSpec, PatchRecord, default_conv_predicate, enabled,  # noqa: E402,F401
                        fixed_bilinear_factor, patch, patched_modules, unpatch)
 
 __version__ = "0.1.0"
-__all__ = ["functional", "metrics", "models", "nn", "panoptic", "patching", "reference", "build_info", "extension_available",
-           "BackendUnavailableError", "patch", "unpatch", "patched_modules", "enabled",
-           "default_conv_predicate", "ConvSpec", "PatchRecord", "fixed_bilinear_factor"]
+__all__ = ["functional", "metrics", "models", "nn", "panoptic_fusion", "patching", "reference",
+           "build_info", "extension_available", "BackendUnavailableError", "patch", "unpatch",
+           "patched_modules", "enabled", "default_conv_predicate", "ConvSpec", "PatchRecord",
+           "fixed_bilinear_factor"]
+
+# Deprecated submodule names, imported (with their DeprecationWarning) on first attribute access.
+_DEPRECATED_MODULES = {"panoptic": "panoptic_fusion"}
+
+
+def __getattr__(name):
+    if name in _DEPRECATED_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _warn_renamed_module(old, new, note=""):
+    """The DeprecationWarning of a renamed module's alias (run by the alias's body), attributed
+    to the first frame outside pydense and the import machinery: the user's import statement or
+    attribute access."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None:
+        path = frame.f_code.co_filename
+        # warnings skips the import machinery's frames itself when it counts the stack level
+        if not ("importlib" in path and "_bootstrap" in path):
+            if frame.f_globals.get("__name__", "").partition(".")[0] not in ("pydense",
+                                                                              "importlib"):
+                break
+            level += 1
+        frame = frame.f_back
+    warnings.warn(f"{old} is deprecated, import {new}{note}", DeprecationWarning, stacklevel=level)

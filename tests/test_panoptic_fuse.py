@@ -1,4 +1,4 @@
-"""Panoptic fusion: pydense.panoptic.fuse against a straightforward reference (detectron2's
+"""Panoptic fusion: pydense.panoptic_fusion.fuse against a straightforward reference (detectron2's
 sequential paste loop, written below in plain torch on CPU), compared exactly (id map and segment
 list) on every backend; the instance coverage op against a bit-twiddling oracle, opcheck and
 torch.compile; the COCO colour encoding; bad input.
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import pydense
-from pydense import panoptic
+from pydense import panoptic_fusion
 from pydense.ops import instance_coverage as cov
 
 from helpers import CPU_BACKENDS, backend_params, requires_cuda
@@ -127,8 +127,8 @@ def assert_same(got, expected, device):
 
 
 def run_both(device, backend, semantic, masks, scores, classes, **kwargs):
-    got = panoptic.fuse(semantic.to(device), masks.to(device), scores, classes, backend=backend,
-                        **kwargs)
+    got = panoptic_fusion.fuse(semantic.to(device), masks.to(device), scores, classes,
+                               backend=backend, **kwargs)
     expected = reference_fuse(semantic, masks, scores, classes, **kwargs)
     assert_same(got, expected, device)
     return got
@@ -170,10 +170,10 @@ def test_both_decision_paths_agree(monkeypatch, seed):
     """The decisions on Python lists (small tables) and on CPU tensors (large ones) agree."""
     semantic, masks, scores, classes, kwargs = random_case(100 + seed, m=70 if seed % 3 == 0 else None)
     ref = reference_fuse(semantic, masks, scores, classes, **kwargs)
-    for limit in (panoptic.PYTHON_DECISIONS_MAX, -1):
-        monkeypatch.setattr(panoptic, "PYTHON_DECISIONS_MAX", limit)
-        assert_same(panoptic.fuse(semantic, masks, scores, classes, backend="torch", **kwargs), ref,
-                    "cpu")
+    for limit in (panoptic_fusion.PYTHON_DECISIONS_MAX, -1):
+        monkeypatch.setattr(panoptic_fusion, "PYTHON_DECISIONS_MAX", limit)
+        assert_same(panoptic_fusion.fuse(semantic, masks, scores, classes, backend="torch",
+                                         **kwargs), ref, "cpu")
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -257,30 +257,58 @@ def test_strided_masks_and_negative_labels(device, backend):
     wide[:, :, 3:13] = masks.transpose(1, 2)
     strided = wide.to(device)[:, :, 3:13].transpose(1, 2)  # neither contiguous nor row-major
     assert not strided.is_contiguous()
-    got = panoptic.fuse(semantic.to(device), strided, scores, classes, backend=backend, **kwargs)
+    got = panoptic_fusion.fuse(semantic.to(device), strided, scores, classes, backend=backend,
+                               **kwargs)
     assert_same(got, reference_fuse(semantic, masks, scores, classes, **kwargs), device)
 
 
 @pytest.mark.skipif(not pydense.extension_available(), reason="the example runs the compiled kernel")
 def test_module_example():
-    assert doctest.testmod(panoptic).failed == 0
+    assert doctest.testmod(panoptic_fusion).failed == 0
 
 
 def test_bad_backend_even_without_instances():
     a = _good()
     with pytest.raises(ValueError, match="backend must be one of"):
-        panoptic.fuse(a["semantic"], a["instance_masks"][:0], a["instance_scores"][:0],
-                      a["instance_classes"][:0], thing_ids=[], backend="fast")
+        panoptic_fusion.fuse(a["semantic"], a["instance_masks"][:0], a["instance_scores"][:0],
+                             a["instance_classes"][:0], thing_ids=[], backend="fast")
     with pytest.raises(pydense.BackendUnavailableError, match="backend='cuda' needs CUDA tensors"):
-        panoptic.fuse(a["semantic"], a["instance_masks"], a["instance_scores"],
-                      a["instance_classes"], thing_ids=[], backend="cuda")
+        panoptic_fusion.fuse(a["semantic"], a["instance_masks"], a["instance_scores"],
+                             a["instance_classes"], thing_ids=[], backend="cuda")
 
 
 def test_auto_backend_and_backends_agree():
     semantic, masks, scores, classes, kwargs = random_case(3, m=10)
     ref = reference_fuse(semantic, masks, scores, classes, **kwargs)
-    assert_same(panoptic.fuse(semantic, masks, scores, classes, **kwargs), ref, "cpu")
-    assert pydense.panoptic is panoptic
+    assert_same(panoptic_fusion.fuse(semantic, masks, scores, classes, **kwargs), ref, "cpu")
+    assert pydense.panoptic_fusion is panoptic_fusion
+
+
+def test_deprecated_module_name(monkeypatch):
+    """pydense.panoptic, the former name, still imports, with a DeprecationWarning, and is the
+    same module object (every name, constants included, is shared); ``import pydense`` does not
+    import it."""
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, "pydense.panoptic", raising=False)
+    if "panoptic" in vars(pydense):  # (hasattr would import it: the package's __getattr__)
+        monkeypatch.delattr(pydense, "panoptic")
+    with pytest.warns(DeprecationWarning, match="pydense.panoptic is deprecated, import "
+                                                "pydense.panoptic_fusion") as rec:
+        old = importlib.import_module("pydense.panoptic")
+    assert [w.filename for w in rec] == [__file__]  # the importing line, not pydense's
+    assert old is panoptic_fusion and pydense.panoptic is panoptic_fusion
+    assert old.fuse is panoptic_fusion.fuse and old.MAX_ID == panoptic_fusion.MAX_ID
+    from pydense.panoptic import fuse, id2rgb, rgb2id
+    assert (fuse, id2rgb, rgb2id) == (panoptic_fusion.fuse, panoptic_fusion.id2rgb,
+                                      panoptic_fusion.rgb2id)
+    # attribute access on the package imports it too (with the warning)
+    monkeypatch.delitem(sys.modules, "pydense.panoptic")
+    monkeypatch.delattr(pydense, "panoptic")
+    with pytest.warns(DeprecationWarning, match="pydense.panoptic is deprecated") as rec:
+        assert pydense.panoptic.fuse is panoptic_fusion.fuse
+    assert [w.filename for w in rec] == [__file__]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,22 +317,22 @@ def test_auto_backend_and_backends_agree():
 
 def test_id2rgb_rgb2id_round_trip_and_panopticapi_values():
     ids = torch.tensor([[0, 1, 255, 256], [65535, 65536, 2**24 - 1, 123456]])
-    rgb = panoptic.id2rgb(ids)
+    rgb = panoptic_fusion.id2rgb(ids)
     assert rgb.dtype == torch.uint8 and rgb.shape == (2, 4, 3)
     assert rgb[1, 3].tolist() == [123456 % 256, 123456 // 256 % 256, 123456 // 65536]
     assert rgb[0, 3].tolist() == [0, 1, 0]
-    back = panoptic.rgb2id(rgb)
+    back = panoptic_fusion.rgb2id(rgb)
     assert back.dtype == torch.int32 and torch.equal(back, ids.int())
     np = pytest.importorskip("numpy")
-    assert np.array_equal(panoptic.id2rgb(ids.numpy().astype(np.uint32)), rgb.numpy())
-    arr = panoptic.id2rgb(ids.numpy())
-    assert isinstance(arr, np.ndarray) and np.array_equal(panoptic.rgb2id(arr), ids.numpy())
+    assert np.array_equal(panoptic_fusion.id2rgb(ids.numpy().astype(np.uint32)), rgb.numpy())
+    arr = panoptic_fusion.id2rgb(ids.numpy())
+    assert isinstance(arr, np.ndarray) and np.array_equal(panoptic_fusion.rgb2id(arr), ids.numpy())
     with pytest.raises(ValueError, match=r"ids must lie in \[0, 16777216\)"):
-        panoptic.id2rgb(torch.tensor([2**24]))
+        panoptic_fusion.id2rgb(torch.tensor([2**24]))
     with pytest.raises(TypeError, match="ids must be an integer tensor"):
-        panoptic.id2rgb(torch.tensor([1.0]))
+        panoptic_fusion.id2rgb(torch.tensor([1.0]))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 3\)"):
-        panoptic.rgb2id(torch.zeros(2, 4, dtype=torch.uint8))
+        panoptic_fusion.rgb2id(torch.zeros(2, 4, dtype=torch.uint8))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,16 +373,16 @@ def test_bad_input(case):
     change, exc, match = BAD[case]
     args = _good() | change
     with pytest.raises(exc, match=match):
-        panoptic.fuse(args.pop("semantic"), args.pop("instance_masks"), args.pop("instance_scores"),
-                      args.pop("instance_classes"), **args)
+        panoptic_fusion.fuse(args.pop("semantic"), args.pop("instance_masks"),
+                             args.pop("instance_scores"), args.pop("instance_classes"), **args)
 
 
 @requires_cuda
 def test_devices_must_agree():
     a = _good()
     with pytest.raises(ValueError, match="semantic is on cuda.* but instance_masks is on cpu"):
-        panoptic.fuse(a["semantic"].cuda(), a["instance_masks"], a["instance_scores"],
-                      a["instance_classes"], thing_ids=[1])
+        panoptic_fusion.fuse(a["semantic"].cuda(), a["instance_masks"], a["instance_scores"],
+                             a["instance_classes"], thing_ids=[1])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -262,7 +262,7 @@ def test_cli_errors(tmp_path, capsys):
         pq_cli.evaluate(gt_json, pred_json, workers=0)
 
 
-@pytest.mark.parametrize("module", ["pydense.metrics", "pydense.metrics.panoptic"])
+@pytest.mark.parametrize("module", ["pydense.metrics", "pydense.metrics.panoptic_quality"])
 def test_docstring_examples(module):
     import importlib
 
@@ -270,9 +270,44 @@ def test_docstring_examples(module):
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_module_names(monkeypatch):
+    """The module is pydense.metrics.panoptic_quality; the package's attribute of that name is the
+    function (the module's names import from the module path). pydense.metrics.panoptic, the
+    former name, still imports, with a DeprecationWarning, and is the same module object;
+    ``import pydense`` does not import it."""
+    import importlib
+
+    module = importlib.import_module("pydense.metrics.panoptic_quality")
+    assert sys.modules["pydense.metrics.panoptic_quality"] is module
+    assert pydense.metrics.panoptic_quality is panoptic_quality is module.panoptic_quality
+    assert callable(pydense.metrics.panoptic_quality)
+    from pydense.metrics.panoptic_quality import OFFSET, PanopticFormatError as Err
+    from pydense.metrics.panoptic_quality import PanopticQuality as PQ
+    assert (PQ, Err, OFFSET) == (PanopticQuality, PanopticFormatError, module.OFFSET)
+    assert pq_cli.PanopticQuality is PanopticQuality
+
+    monkeypatch.delitem(sys.modules, "pydense.metrics.panoptic", raising=False)
+    if "panoptic" in vars(pydense.metrics):  # (hasattr would import it: the package's __getattr__)
+        monkeypatch.delattr(pydense.metrics, "panoptic")
+    with pytest.warns(DeprecationWarning, match="pydense.metrics.panoptic is deprecated, import "
+                                                "pydense.metrics.panoptic_quality") as rec:
+        old = importlib.import_module("pydense.metrics.panoptic")
+    assert [w.filename for w in rec] == [__file__]  # the importing line, not pydense's
+    assert old is module and pydense.metrics.panoptic is module
+    from pydense.metrics.panoptic import PanopticFormatError as OldErr
+    from pydense.metrics.panoptic import PanopticQuality as OldPQ
+    from pydense.metrics.panoptic import panoptic_quality as old_fn
+    assert (OldPQ, OldErr, old_fn) == (PanopticQuality, PanopticFormatError, panoptic_quality)
+    monkeypatch.delitem(sys.modules, "pydense.metrics.panoptic")
+    monkeypatch.delattr(pydense.metrics, "panoptic")
+    with pytest.warns(DeprecationWarning, match="pydense.metrics.panoptic is deprecated"):
+        assert pydense.metrics.panoptic.PanopticQuality is PanopticQuality
+
+
 def test_fused_panoptic_output_is_what_the_evaluator_reads():
-    """pydense.panoptic.fuse's (id map, segments_info) evaluate directly: against itself PQ = 1 for
-    every category present; against a fusion with a dropped instance, that instance is an FN."""
+    """pydense.panoptic_fusion.fuse's (id map, segments_info) evaluate directly: against itself
+    PQ = 1 for every category present; against a fusion with a dropped instance, that instance is
+    an FN."""
     g = torch.Generator().manual_seed(3)
     h, w, m = 40, 52, 6
     semantic = torch.randint(0, 4, (h, w), generator=g)  # stuff 2, 3; things 0, 1
@@ -284,14 +319,14 @@ def test_fused_panoptic_output_is_what_the_evaluator_reads():
     scores = torch.linspace(0.95, 0.6, m)
     classes = torch.tensor([0, 1, 0, 1, 0, 1])
     cats = [{"id": c, "isthing": int(c < 2)} for c in range(4)]
-    pan, segs = pydense.panoptic.fuse(semantic, masks, scores, classes, thing_ids={0, 1},
-                                      stuff_area_threshold=20)
+    pan, segs = pydense.panoptic_fusion.fuse(semantic, masks, scores, classes,
+                                             thing_ids={0, 1}, stuff_area_threshold=20)
     gt_segs = [dict(s, iscrowd=0) for s in segs]
     r = panoptic_quality(pan, pan, segs, gt_segs, cats)
     present = {s["category_id"] for s in segs}
     assert r["All"]["n"] == len(present) and r["All"]["pq"] == 1.0
-    pan2, segs2 = pydense.panoptic.fuse(semantic, masks[1:], scores[1:], classes[1:],
-                                        thing_ids={0, 1}, stuff_area_threshold=20)
+    pan2, segs2 = pydense.panoptic_fusion.fuse(semantic, masks[1:], scores[1:], classes[1:],
+                                               thing_ids={0, 1}, stuff_area_threshold=20)
     s = PanopticQuality(cats)
     s.update(pan2, pan, segs2, gt_segs)
     assert s.stats()[0]["fn"] >= 1 and s.compute()["All"]["pq"] < 1.0

@@ -21,13 +21,26 @@ without floating-point atomics, so repeated runs give bitwise the same result.
     >>> pydense.metrics.confusion_matrix(pred, target, 3).tolist()
     [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
 """
+import importlib
+
 import torch
 
 from ..ops import confusion_matrix as _cm
-from .panoptic import PanopticFormatError, PanopticQuality, panoptic_quality  # noqa: F401
+# (the package attribute panoptic_quality is the function: import the module's other names from
+# pydense.metrics.panoptic_quality)
+from .panoptic_quality import PanopticFormatError, PanopticQuality, panoptic_quality  # noqa: F401
 
 __all__ = ["confusion_matrix", "mean_iou", "pixel_accuracy", "SegmentationMeter", "scores",
            "panoptic_quality", "PanopticQuality", "PanopticFormatError"]
+
+# Deprecated submodule names, imported (with their DeprecationWarning) on first attribute access.
+_DEPRECATED_MODULES = {"panoptic": "panoptic_quality"}
+
+
+def __getattr__(name):
+    if name in _DEPRECATED_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def confusion_matrix(pred, target, num_classes, *, ignore_index=255, backend="auto",

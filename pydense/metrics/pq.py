@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .panoptic import PanopticFormatError, PanopticQuality
+from .panoptic_quality import PanopticFormatError, PanopticQuality
 
 __all__ = ["evaluate", "format_results", "main"]
 

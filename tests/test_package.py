@@ -124,6 +124,69 @@ def test_setup_lists_every_subpackage():
     assert "pydense.kernels" in listed
 
 
+def _module_level_imports(path):
+    """Top-level names of the absolute imports a module runs when it is imported (statements
+    outside function bodies: module level, class bodies, if/try blocks)."""
+    import ast
+
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    names, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.partition(".")[0])
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def test_core_dependencies_cover_package_imports():
+    """What `import pydense` imports is the standard library, pydense and the core dependencies
+    of pyproject.toml (setup.py declares none of its own, so there is one list): every module
+    the import loads is scanned for the imports it runs at import. numpy is one (three op
+    modules build index tables with it; torch does not require it), so it is a core dependency,
+    not an extra. The import loads none of the deprecated module aliases."""
+    import ast
+    import json
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    core = {re.match(r"[A-Za-z0-9_.-]+", r).group().lower().replace("-", "_")
+            for r in project["dependencies"]}
+    assert {"torch", "numpy", "triton"} <= core
+    extras = {re.match(r"[A-Za-z0-9_.-]+", r).group().lower()
+              for reqs in project.get("optional-dependencies", {}).values() for r in reqs}
+    assert not core & extras, f"declared both as core and as extra: {sorted(core & extras)}"
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        setup_kwargs = {kw.arg for node in ast.walk(ast.parse(f.read()))
+                        if isinstance(node, ast.Call) for kw in node.keywords}
+    assert not {"install_requires", "extras_require"} & setup_kwargs
+
+    code = ("import json, sys, pydense; print(json.dumps({n: getattr(m, '__file__', None) "
+            "for n, m in list(sys.modules.items()) if n.split('.')[0] == 'pydense'}))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "pydense.ops" in loaded and "pydense.models" in loaded
+    assert "pydense.panoptic" not in loaded and "pydense.metrics.panoptic" not in loaded
+    needed = {}
+    for name, path in loaded.items():
+        if path and path.endswith(".py"):
+            for top in _module_level_imports(path):
+                needed.setdefault(top, set()).add(name)
+    third_party = {top: mods for top, mods in needed.items()
+                   if top not in sys.stdlib_module_names and top not in ("pydense", "__future__")}
+    missing = {top: sorted(mods) for top, mods in third_party.items() if top not in core}
+    assert not missing, f"imported at `import pydense` but not a core dependency: {missing}"
+
+
 # One of each pydense.nn module, built with the given keywords.
 NN_MODULES = {
     "BilinearConvTranspose2d": lambda **kw: pydense.nn.BilinearConvTranspose2d(4, 4, 4, stride=2,

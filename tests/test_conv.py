@@ -210,8 +210,8 @@ def test_weight_and_input_grads_are_deterministic(device, backend, monkeypatch):
         g = data((2, oc, 9, 8), 2).float().to(device)
         runs = []
         for lay in ("nchw", "channels_last", "nchw"):
-            wg = ops.conv2d_weight_grad_op(layout(g, lay), layout(x, lay), w, [1, 1], [2, 2], [2, 2], groups, backend)
-            xg = ops.conv2d_input_grad_op(layout(g, lay), w, None, [9, 8], [1, 1], [2, 2], [2, 2], groups, backend)
+            wg = ops.conv2d_weight_grad_op(layout(g, lay), layout(x, lay), w, [1, 1], [2, 2, 2, 2], [2, 2], groups, backend)
+            xg = ops.conv2d_input_grad_op(layout(g, lay), w, None, [9, 8], [1, 1], [2, 2, 2, 2], [2, 2], groups, backend)
             runs.append((wg, xg.contiguous()))
         for wg, xg in runs[1:]:
             assert torch.equal(wg, runs[0][0]) and torch.equal(xg, runs[0][1])

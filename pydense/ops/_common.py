@@ -44,16 +44,25 @@ def contiguous_vector(t):
     return t if t is None or t.is_contiguous() else t.contiguous()
 
 
-def int_pair(value, name, op, allow_single=False):
-    """(a, b) from an int or a pair of ints (with ``allow_single``, also a 1-element sequence, as
-    ATen's pooling accepts); TypeError naming the argument otherwise."""
+def int_pair(value, name, op, allow_single=False, minimum=None):
+    """(a, b) from an int or a sequence of two ints (with ``allow_single``, also of one, as ATen's
+    pooling accepts). The one rule of every op's int-pair arguments: TypeError naming the argument
+    for a value that is not an int or a sequence of ints; ValueError for a sequence of another
+    length, or (with ``minimum``) a value below ``minimum``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    lengths = (1, 2) if allow_single else (2,)
-    if isinstance(value, (tuple, list)) and len(value) in lengths and all(
+        pair = (value, value)
+    elif isinstance(value, (tuple, list)) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return (value[0], value[-1])
-    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        if len(value) not in ((1, 2) if allow_single else (2,)):
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {len(value)} "
+                             f"values {value!r}")
+        pair = (value[0], value[-1])
+    else:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if minimum is not None and min(pair) < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}" if minimum else "non-negative"
+        raise ValueError(f"{op}: {name} must be {what}, got {pair}")
+    return pair
 
 
 def integer_tensor(t, name, op, dtypes, what="an integer tensor"):

@@ -10,13 +10,18 @@ Ops (all with a concrete ``backend``):
   the convolution's epilogue (no intermediate): ``conv2d_pixel_shuffle``, EDSR's upsampler (the
   residual is then in the shuffled layout); its backward unshuffles the gradient first.
 * ``pydense::conv2d_input_grad(grad_output, weight, bias, input_hw, stride, padding, dilation,
-  groups)`` (``padding`` = (top, left)): the input gradient, which is also the transposed
+  groups)``: the input gradient, which is also the transposed
   convolution (``bias`` then adds per output channel).
 * ``pydense::conv2d_weight_grad(grad_output, input, weight, ...)``: the weight gradient
   (``weight`` gives the shape and memory format only), deterministic on every backend.
 * ``pydense::conv_transpose2d``: the input-gradient kernels applied to the input; its backward is
   the forward convolution (input) and the weight gradient with the roles of input and output
   swapped.
+
+Padding, everywhere in this module and in every op's schema: (top, bottom, left, right), the
+forward convolution's (for a gradient op, the convolution it differentiates; the sizes fix the
+trailing pads, and the kernels read only (top, left), see ``_lead``). ATen's (left, right, top,
+bottom) order for ``F.pad`` appears only inside the ``_aten_*`` helpers.
 
 Backends: ``triton`` (``pydense.kernels.conv``: implicit GEMM for dense/grouped, direct kernels
 for depthwise); ``cuda``/``cpu`` (``torch.ops.pydense._conv2d_*``, csrc/cuda/conv.cu and
@@ -32,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, out_memory_format
+from ._common import (FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, int_pair,
+                      out_memory_format)
 from .pixel_shuffle import pixel_unshuffle_op
 
 OP, OP_T, OP_PS = "conv2d", "conv_transpose2d", "conv2d_pixel_shuffle"
@@ -67,8 +73,10 @@ def _aten_pad(size, out, k, s, lo, d):
     return lo, min(max(lo + size, span), span + s - 1) - lo - size
 
 
-def _aten_pads(hw, out_hw, khw, stride, pad_tl, dil):
-    (t, b), (l, r) = (_aten_pad(hw[i], out_hw[i], khw[i], stride[i], pad_tl[i], dil[i]) for i in (0, 1))
+def _aten_pads(hw, out_hw, khw, stride, pad4, dil):
+    """F.pad's (left, right, top, bottom), ATen's order (used only here), for the convolution of
+    padding ``pad4`` whose output is ``out_hw`` (the trailing pads follow from the sizes)."""
+    (t, b), (l, r) = (_aten_pad(hw[i], out_hw[i], khw[i], stride[i], pad4[2 * i], dil[i]) for i in (0, 1))
     return (l, r, t, b)
 
 
@@ -79,9 +87,9 @@ def _aten_forward(x, w, bias, stride, pad4, dil, groups):
     return F.conv2d(F.pad(x, (l, r, t, b)), w, bias, stride, 0, dil, groups)
 
 
-def _aten_input_grad(gy, w, input_hw, stride, pad_tl, dil, groups):
+def _aten_input_grad(gy, w, input_hw, stride, pad4, dil, groups):
     N, C = gy.shape[0], w.shape[1] * groups
-    pads = _aten_pads(input_hw, gy.shape[2:], w.shape[2:], stride, pad_tl, dil)
+    pads = _aten_pads(input_hw, gy.shape[2:], w.shape[2:], stride, pad4, dil)
     hp, wp = input_hw[0] + pads[2] + pads[3], input_hw[1] + pads[0] + pads[1]
     shape_only = gy.new_empty(1, 1, 1, 1).expand(N, C, hp, wp)
     gx = torch.ops.aten.convolution_backward(gy, shape_only, w, None, stride, [0, 0], dil, False,
@@ -89,8 +97,8 @@ def _aten_input_grad(gy, w, input_hw, stride, pad_tl, dil, groups):
     return F.pad(gx, tuple(-p for p in pads))
 
 
-def _aten_weight_grad(gy, x, w, stride, pad_tl, dil, groups):
-    pads = _aten_pads(x.shape[2:], gy.shape[2:], w.shape[2:], stride, pad_tl, dil)
+def _aten_weight_grad(gy, x, w, stride, pad4, dil, groups):
+    pads = _aten_pads(x.shape[2:], gy.shape[2:], w.shape[2:], stride, pad4, dil)
     shape_only = x.new_empty(1, 1, 1, 1).expand(w.shape)
     return torch.ops.aten.convolution_backward(gy, F.pad(x, pads), shape_only, None, stride, [0, 0],
                                                dil, False, [0, 0], groups, [False, True, False])[1]
@@ -125,7 +133,7 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         y = y + residual if residual is not None else y
         return y.contiguous(memory_format=out_memory_format(input))
     out = empty_output(_out_shape(input, weight, stride, padding, dilation, shuffle), input)
-    pad_tl = (padding[0], padding[2])
+    pad_tl = _lead(padding)
     bias = contiguous_vector(bias)  # the kernels read bias[oc]
     if backend == "triton":
         from ..kernels import conv as kernels
@@ -145,11 +153,13 @@ def _(input, weight, bias, residual, stride, padding, dilation, groups, relu, sc
 
 
 @torch.library.custom_op("pydense::conv2d_input_grad", mutates_args=())
-def conv2d_input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                  input_hw: List[int], stride: List[int], padding: List[int], dilation: List[int],
-                  groups: int, backend: str) -> torch.Tensor:
-    """Input gradient of conv2d (``padding`` = (top, left)) plus ``bias`` per input channel: the
-    transposed convolution of ``grad_output``."""
+def conv2d_input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor,
+                         bias: Optional[torch.Tensor], input_hw: List[int], stride: List[int],
+                         padding: List[int], dilation: List[int], groups: int,
+                         backend: str) -> torch.Tensor:
+    """Input gradient of conv2d (``padding``: the forward's (top, bottom, left, right); the sizes
+    fix the trailing pads) plus ``bias`` per input channel: the transposed convolution of
+    ``grad_output``."""
     cg = weight.shape[1]
     if _on_aten(backend, cg):
         gx = _aten_input_grad(grad_output, weight, input_hw, stride, padding, dilation, groups)
@@ -160,10 +170,11 @@ def conv2d_input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor, bias: 
     if backend == "triton":
         from ..kernels import conv as kernels
 
-        kernels.input_grad(grad_output, weight, bias, gx, stride, padding, dilation, groups,
+        kernels.input_grad(grad_output, weight, bias, gx, stride, _lead(padding), dilation, groups,
                            _allow_tf32())
     else:
-        torch.ops.pydense._conv2d_dgrad(grad_output, weight, bias, stride, padding, dilation, gx)
+        torch.ops.pydense._conv2d_dgrad(grad_output, weight, bias, stride, _lead(padding), dilation,
+                                        gx)
     return gx
 
 
@@ -174,10 +185,10 @@ def _(grad_output, weight, bias, input_hw, stride, padding, dilation, groups, ba
 
 @torch.library.custom_op("pydense::conv2d_weight_grad", mutates_args=())
 def conv2d_weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
-                   stride: List[int], padding: List[int], dilation: List[int], groups: int,
-                   backend: str) -> torch.Tensor:
-    """Weight gradient of conv2d (``padding`` = (top, left)), in ``weight``'s shape and memory
-    format; ``weight``'s values are not read."""
+                          stride: List[int], padding: List[int], dilation: List[int], groups: int,
+                          backend: str) -> torch.Tensor:
+    """Weight gradient of conv2d (``padding``: the forward's (top, bottom, left, right)), in
+    ``weight``'s shape and memory format; ``weight``'s values are not read."""
     if _on_aten(backend, weight.shape[1]):
         gw = _aten_weight_grad(grad_output, input, weight, stride, padding, dilation, groups)
         return gw.contiguous(memory_format=out_memory_format(weight))
@@ -185,9 +196,10 @@ def conv2d_weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight
     if backend == "triton":
         from ..kernels import conv as kernels
 
-        kernels.weight_grad(grad_output, input, gw, stride, padding, dilation, groups, _allow_tf32())
+        kernels.weight_grad(grad_output, input, gw, stride, _lead(padding), dilation, groups,
+                            _allow_tf32())
     else:
-        torch.ops.pydense._conv2d_wgrad(grad_output, input, stride, padding, dilation, gw)
+        torch.ops.pydense._conv2d_wgrad(grad_output, input, stride, _lead(padding), dilation, gw)
     return gw
 
 
@@ -219,13 +231,12 @@ def _conv_backward(ctx, grad):
         g = torch.where(z > 0, g, torch.zeros_like(g))
     if ctx.shuffle > 1:  # the convolution's output gradient
         g = pixel_unshuffle_op(g, ctx.shuffle, ctx.backend)
-    pad_tl = [padding[0], padding[2]]
     gx = gw = gb = None
     if ctx.needs_input_grad[0]:
-        gx = conv2d_input_grad_op(g, weight, None, list(input.shape[2:]), stride, pad_tl, dilation,
-                           groups, ctx.backend)
+        gx = conv2d_input_grad_op(g, weight, None, list(input.shape[2:]), stride, padding,
+                                  dilation, groups, ctx.backend)
     if ctx.needs_input_grad[1]:
-        gw = conv2d_weight_grad_op(g, input, weight, stride, pad_tl, dilation, groups, ctx.backend)
+        gw = conv2d_weight_grad_op(g, input, weight, stride, padding, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = _bias_grad(g)
     gr = grad if ctx.has_res else None
@@ -241,13 +252,17 @@ conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
 # <a, input_grad(gy, w)> = <conv(a, w), gy> and <b, weight_grad(gy, x)> = <conv(x, b), gy>.
 
 
-def _pad4_for(in_hw, out_hw, khw, stride, pad_tl, dilation):
-    """(top, bottom, left, right) padding under which the forward convolution of an ``in_hw``
-    input has exactly ``out_hw`` outputs (bottom/right may be negative: a crop)."""
+def _lead(pad4):
+    """(top, left) of (top, bottom, left, right): all the kernels read (the sizes fix the rest)."""
+    return [pad4[0], pad4[2]]
+
+
+def _pad4_for(in_hw, out_hw, khw, stride, pad4, dilation):
+    """``pad4`` with the trailing pads under which the forward convolution of an ``in_hw`` input
+    has exactly ``out_hw`` outputs (bottom/right may be negative: a crop)."""
     pads = []
-    for i in (0, 1):
-        pads += [pad_tl[i], (out_hw[i] - 1) * stride[i] + dilation[i] * (khw[i] - 1) + 1
-                 - in_hw[i] - pad_tl[i]]
+    for i, lead in enumerate(_lead(pad4)):
+        pads += [lead, (out_hw[i] - 1) * stride[i] + dilation[i] * (khw[i] - 1) + 1 - in_hw[i] - lead]
     return pads
 
 
@@ -299,6 +314,12 @@ def _weight_grad_backward(ctx, gg):
 conv2d_weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
 
 
+def _transposed_pad4(padding, output_padding):
+    """The (top, bottom, left, right) padding of the forward convolution whose input gradient is
+    the transposed convolution with ``padding`` (pH, pW) and ``output_padding``."""
+    return [padding[0], padding[0] - output_padding[0], padding[1], padding[1] - output_padding[1]]
+
+
 def transposed_out_size(size, k, s, p, op, d):
     return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
@@ -310,7 +331,8 @@ def conv_transpose2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optiona
     """Transposed convolution (see pydense.functional.conv_transpose2d)."""
     hw = [transposed_out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
                               output_padding[i], dilation[i]) for i in (0, 1)]
-    return conv2d_input_grad_op(input, weight, bias, hw, stride, padding, dilation, groups, backend)
+    return conv2d_input_grad_op(input, weight, bias, hw, stride, _transposed_pad4(padding, output_padding),
+                                dilation, groups, backend)
 
 
 @conv_transpose2d_op.register_fake
@@ -331,12 +353,12 @@ def _t_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     stride, padding, output_padding, dilation, groups = ctx.geo
     gx = gw = gb = None
-    if ctx.needs_input_grad[0]:  # a forward convolution of grad, bottom/right pads p - output_padding
-        pad4 = [padding[0], padding[0] - output_padding[0], padding[1], padding[1] - output_padding[1]]
+    pad4 = _transposed_pad4(padding, output_padding)
+    if ctx.needs_input_grad[0]:  # a forward convolution of grad
         gx = conv2d_op(grad, weight, None, None, stride, pad4, dilation, groups, False, 1.0,
                        ctx.backend)
     if ctx.needs_input_grad[1]:
-        gw = conv2d_weight_grad_op(input, grad, weight, stride, padding, dilation, groups, ctx.backend)
+        gw = conv2d_weight_grad_op(input, grad, weight, stride, pad4, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = _bias_grad(grad)
     return gx, gw, gb, None, None, None, None, None, None
@@ -350,16 +372,7 @@ conv_transpose2d_op.register_autograd(_t_backward, setup_context=_t_setup)
 
 
 def _pair(v, name, op, minimum):
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = (v, v)
-    ok = (isinstance(v, (tuple, list)) and len(v) == 2
-          and all(isinstance(e, int) and not isinstance(e, bool) for e in v))
-    if not ok:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-    if min(v) < minimum:
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{op}: {name} must be {what}, got {tuple(v)}")
-    return list(v)
+    return list(int_pair(v, name, op, minimum=minimum))
 
 
 W_LAYOUT = "(out_channels, in_channels/groups, kH, kW)"

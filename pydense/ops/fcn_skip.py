@@ -117,7 +117,7 @@ def _skip_grad_backward(ctx, gg):
             d_grad = conv2d_op(crop, weight[:, :, None, None], None, None, [1, 1], [0, 0, 0, 0],
                                [1, 1], 1, False, ctx.scale, ctx.backend)
     if weight is not None and ctx.needs_input_grad[1]:
-        d_weight = conv2d_weight_grad_op(grad_output, crop, weight[:, :, None, None], [1, 1], [0, 0],
+        d_weight = conv2d_weight_grad_op(grad_output, crop, weight[:, :, None, None], [1, 1], [0, 0, 0, 0],
                                   [1, 1], 1, ctx.backend).view(weight.shape) * ctx.scale
     return d_grad, d_weight, None, None, None, None, None
 
@@ -147,7 +147,7 @@ def _backward(ctx, grad):
     if weight is not None and ctx.needs_input_grad[2]:
         (oh, ow), (r, c) = grad.shape[-2:], ctx.offset
         crop = skip[..., r:r + oh, c:c + ow]
-        gw = conv2d_weight_grad_op(grad, crop, weight[:, :, None, None], [1, 1], [0, 0], [1, 1], 1,
+        gw = conv2d_weight_grad_op(grad, crop, weight[:, :, None, None], [1, 1], [0, 0, 0, 0], [1, 1], 1,
                             ctx.backend).view(weight.shape) * ctx.scale
     if ctx.has_bias and ctx.needs_input_grad[3]:
         gb = _bias_grad(grad)

@@ -21,10 +21,6 @@ OP, KEY = "max_pool2d_with_indices", "max_pool2d"  # the public name; the regist
 MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
 
 
-def _pair(value, name):
-    return int_pair(value, name, OP, allow_single=True)
-
-
 def output_size(in_size, k, s, p, d, ceil_mode):
     """ATen's pooling output size along one axis (pooling_output_shape)."""
     num = in_size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
@@ -46,20 +42,15 @@ def normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, com
                          f"{tuple(input.shape)}")
     check_float_input(input, OP)
     check_nonempty_plane(input, "input", OP, zero_batch_ok=False)
-    k = _pair(kernel_size, "kernel_size")
-    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
-    p = _pair(padding, "padding")
-    d = _pair(dilation, "dilation")
+    k = int_pair(kernel_size, "kernel_size", OP, allow_single=True, minimum=1)
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else int_pair(
+        stride, "stride", OP, allow_single=True, minimum=1)
+    p = int_pair(padding, "padding", OP, allow_single=True)
+    d = int_pair(dilation, "dilation", OP, allow_single=True, minimum=1)
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"{OP}: ceil_mode must be a bool, got {ceil_mode!r}")
     if not isinstance(compact, bool):
         raise TypeError(f"{OP}: compact must be a bool, got {compact!r}")
-    if min(k) <= 0:
-        raise ValueError(f"{OP}: kernel_size must be positive, got {k}")
-    if min(s) <= 0:
-        raise ValueError(f"{OP}: stride must be positive, got {s}")
-    if min(d) <= 0:
-        raise ValueError(f"{OP}: dilation must be positive, got {d}")
     if min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{OP}: padding must be non-negative and at most half the kernel_size "
                          f"{k} (as in PyTorch), got {p}")

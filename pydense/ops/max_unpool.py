@@ -25,10 +25,6 @@ from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward_o
 OP = "max_unpool2d"
 
 
-def _pair(value, name):
-    return int_pair(value, name, OP)
-
-
 def normalize_args(input, indices, kernel_size, stride, padding, output_size, dilation=1):
     """Check every argument; return (kernel, stride, padding, (OH, OW), dilation) as int pairs.
 
@@ -54,18 +50,10 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size, di
     if indices.device != input.device:
         raise ValueError(f"{OP}: indices must be on the input's device {input.device}, got "
                          f"{indices.device}")
-    k = _pair(kernel_size, "kernel_size")
-    s = k if stride is None else _pair(stride, "stride")
-    p = _pair(padding, "padding")
-    if min(k) <= 0:
-        raise ValueError(f"{OP}: kernel_size must be positive, got {k}")
-    if min(s) <= 0:
-        raise ValueError(f"{OP}: stride must be positive, got {s}")
-    if min(p) < 0:
-        raise ValueError(f"{OP}: padding must be non-negative, got {p}")
-    d = _pair(dilation, "dilation")
-    if min(d) <= 0:
-        raise ValueError(f"{OP}: dilation must be positive, got {d}")
+    k = int_pair(kernel_size, "kernel_size", OP, minimum=1)
+    s = k if stride is None else int_pair(stride, "stride", OP, minimum=1)
+    p = int_pair(padding, "padding", OP, minimum=0)
+    d = int_pair(dilation, "dilation", OP, minimum=1)
     if indices.dtype == torch.uint8 and k[0] * k[1] > MAX_COMPACT_WINDOW:
         raise ValueError(f"{OP}: uint8 (compact) indices need kernel_size[0] * kernel_size[1] <= "
                          f"{MAX_COMPACT_WINDOW}, got kernel_size {k}")

@@ -19,7 +19,7 @@ def main(description, factory, gpu_shape, cpu_shape, trainable_only=False, **kwa
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     torch.manual_seed(0)
     x = (torch.rand(shape, device=device) * 255).contiguous(memory_format=fmt)
-    fused = factory(**kwargs, backend="pydense").to(device, memory_format=fmt).eval()
+    fused = factory(**kwargs, backend="auto").to(device, memory_format=fmt).eval()
     eager = factory(**kwargs, backend="torch").to(device, memory_format=fmt).eval()
     eager.load_state_dict(fused.state_dict())
     count = models.parameter_count(fused, trainable_only)

@@ -25,5 +25,5 @@ AUTO_BACKEND = {
 }
 
 # Ops measured by another op's benchmark: pixel_unshuffle is pixel_shuffle's backward;
-# instance_coverage is the kernel of pydense.panoptic.fuse (benchmarks/bench_panoptic_fuse.py).
+# instance_coverage is the kernel of pydense.panoptic_fusion.fuse (benchmarks/bench_panoptic_fuse.py).
 MEASURED_AS = {"pixel_unshuffle": "pixel_shuffle", "instance_coverage": "panoptic_fuse"}

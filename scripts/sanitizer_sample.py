@@ -375,7 +375,7 @@ def coverage(dev, backend, dtypes):
                                                             check_order=False)
         scores = torch.rand(140, device=dev)
         semantic = torch.randint(0, 20, (37, 53), device=dev)
-        pydense.panoptic.fuse(semantic, masks[:k], scores[:k], torch.zeros(k, dtype=torch.long),
+        pydense.panoptic_fusion.fuse(semantic, masks[:k], scores[:k], torch.zeros(k, dtype=torch.long),
                               thing_ids=range(10), stuff_area_threshold=16, backend=backend)
 
 

@@ -1,4 +1,5 @@
-"""Panoptic Quality: pydense.metrics.panoptic_quality / PanopticQuality / the COCO evaluator CLI
+"""Panoptic Quality: pydense.metrics.panoptic_quality / PanopticQuality (pydense.metrics.panoptic_eval)
+/ the COCO evaluator CLI
 against a straightforward dict-and-loop implementation of panopticapi's rules (tests/
 panoptic_data.py), on random synthetic datasets and on hand-made images for each rule (VOID, crowd,
 the 0.5 boundary, empty categories, areas from the JSON), on every backend of the pair counting.
@@ -262,7 +263,7 @@ def test_cli_errors(tmp_path, capsys):
         pq_cli.evaluate(gt_json, pred_json, workers=0)
 
 
-@pytest.mark.parametrize("module", ["pydense.metrics", "pydense.metrics.panoptic_quality"])
+@pytest.mark.parametrize("module", ["pydense.metrics", "pydense.metrics.panoptic_eval"])
 def test_docstring_examples(module):
     import importlib
 
@@ -271,18 +272,17 @@ def test_docstring_examples(module):
 
 
 def test_module_names(monkeypatch):
-    """The module is pydense.metrics.panoptic_quality; the package's attribute of that name is the
-    function (the module's names import from the module path). pydense.metrics.panoptic, the
-    former name, still imports, with a DeprecationWarning, and is the same module object;
-    ``import pydense`` does not import it."""
+    """The module is pydense.metrics.panoptic_eval (its public names are also in pydense.metrics,
+    the function panoptic_quality among them). pydense.metrics.panoptic, the former name, still
+    imports, with a DeprecationWarning, and is the same module object; ``import pydense`` does not
+    import it."""
     import importlib
 
-    module = importlib.import_module("pydense.metrics.panoptic_quality")
-    assert sys.modules["pydense.metrics.panoptic_quality"] is module
+    module = importlib.import_module("pydense.metrics.panoptic_eval")
+    assert pydense.metrics.panoptic_eval is module
     assert pydense.metrics.panoptic_quality is panoptic_quality is module.panoptic_quality
-    assert callable(pydense.metrics.panoptic_quality)
-    from pydense.metrics.panoptic_quality import OFFSET, PanopticFormatError as Err
-    from pydense.metrics.panoptic_quality import PanopticQuality as PQ
+    from pydense.metrics.panoptic_eval import OFFSET, PanopticFormatError as Err
+    from pydense.metrics.panoptic_eval import PanopticQuality as PQ
     assert (PQ, Err, OFFSET) == (PanopticQuality, PanopticFormatError, module.OFFSET)
     assert pq_cli.PanopticQuality is PanopticQuality
 
@@ -290,7 +290,7 @@ def test_module_names(monkeypatch):
     if "panoptic" in vars(pydense.metrics):  # (hasattr would import it: the package's __getattr__)
         monkeypatch.delattr(pydense.metrics, "panoptic")
     with pytest.warns(DeprecationWarning, match="pydense.metrics.panoptic is deprecated, import "
-                                                "pydense.metrics.panoptic_quality") as rec:
+                                                "pydense.metrics.panoptic_eval") as rec:
         old = importlib.import_module("pydense.metrics.panoptic")
     assert [w.filename for w in rec] == [__file__]  # the importing line, not pydense's
     assert old is module and pydense.metrics.panoptic is module

@@ -26,9 +26,7 @@ import importlib
 import torch
 
 from ..ops import confusion_matrix as _cm
-# (the package attribute panoptic_quality is the function: import the module's other names from
-# pydense.metrics.panoptic_quality)
-from .panoptic_quality import PanopticFormatError, PanopticQuality, panoptic_quality  # noqa: F401
+from .panoptic_eval import PanopticFormatError, PanopticQuality, panoptic_quality  # noqa: F401
 
 __all__ = ["confusion_matrix", "mean_iou", "pixel_accuracy", "SegmentationMeter", "scores",
            "panoptic_quality", "PanopticQuality", "PanopticFormatError"]

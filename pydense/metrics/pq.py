@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .panoptic_quality import PanopticFormatError, PanopticQuality
+from .panoptic_eval import PanopticFormatError, PanopticQuality
 
 __all__ = ["evaluate", "format_results", "main"]
 

@@ -3,7 +3,7 @@
 For masks (M, H, W) and ``order`` (K,) (instance indices; rank r is ``order[r]``), the result is
 (H, W, NW) int64 with NW = ceil(K / 64): bit r % 64 of word r // 64 of pixel (h, w) is set iff
 ``masks[order[r], h, w] != 0`` (rank 63 of a word is its sign bit). It is the parallel half of
-panoptic fusion (:mod:`pydense.panoptic`): pixels with equal patterns are covered by the same set of
+panoptic fusion (:mod:`pydense.panoptic_fusion`): pixels with equal patterns are covered by the same set of
 instances, so the sequential paste decisions can be made on the table of distinct patterns.
 
 A ``torch.library.custom_op`` (opaque to torch.compile, with a fake kernel; no autograd: the

@@ -133,5 +133,3 @@ def panoptic_pair_counts(gt, pred, gt_ids, pred_ids, *, backend="auto"):
     backend = _backend.resolve(backend, gt.device, OP, beyond_triton=beyond)
     return panoptic_pair_counts_op(gt, pred, gt_ids, pred_ids, backend)
 
-
-pair_counts = panoptic_pair_counts  # the former name (pydense.metrics still calls it)

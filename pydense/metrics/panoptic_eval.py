@@ -37,10 +37,7 @@ is a thing) is ``nan`` where panopticapi divides by zero.
     >>> round(r["All"]["pq"], 4), r["All"]["n"], round(r["per_class"][2]["sq"], 4)
     (0.775, 2, 0.75)
 
-The package attribute ``pydense.metrics.panoptic_quality`` is the function
-:func:`panoptic_quality`, not this module: import the module's names from its path
-(``from pydense.metrics.panoptic_quality import OFFSET``), or the module with
-``importlib.import_module("pydense.metrics.panoptic_quality")``.
+Its public names are also in :mod:`pydense.metrics`.
 """
 import math
 
@@ -188,7 +185,7 @@ class PanopticQuality:
             preds.append(p)
             gt_tabs.append(sorted(set(g) | {VOID}))      # VOID always has a row
             pred_tabs.append(sorted(set(p) | {VOID}))    # and a column (void is not an unknown id)
-        counts = _pairs.pair_counts(gt, pred, _table(gt_tabs, gt.device),
+        counts = _pairs.panoptic_pair_counts(gt, pred, _table(gt_tabs, gt.device),
                                     _table(pred_tabs, gt.device), backend=self.backend).cpu()
         self._add_batch(counts, gts, preds, gt_tabs, pred_tabs, pred, image_ids)
         self.images += n

@@ -1,5 +1,7 @@
-"""Pieces every op module shares: the output memory-format rule and allocation, and the input
-dtype checks."""
+"""Pieces every op module shares: the output memory-format rule and allocation, the input checks,
+and the kernel launch on the Triton or compiled backend."""
+import importlib
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -71,3 +73,15 @@ def integer_tensor(t, name, op, dtypes, what="an integer tensor"):
     if t.dtype not in INTEGER_DTYPES:
         raise TypeError(f"{op}: {name} must be {what}, got {t.dtype}")
     return t if t.dtype in dtypes else t.to(torch.int64)
+
+
+def launch(backend, triton, compiled, *args):
+    """Run a kernel that writes into its output argument(s) on ``backend`` ("triton": the
+    launcher ``triton`` = "<pydense.kernels module>.<function>"; "cpu" or "cuda": the compiled op
+    ``torch.ops.pydense.<compiled>``), with the same arguments: a Triton launcher takes its
+    compiled twin's schema arguments."""
+    if backend == "triton":
+        module, function = triton.rsplit(".", 1)
+        getattr(importlib.import_module(f"pydense.kernels.{module}"), function)(*args)
+    else:
+        getattr(torch.ops.pydense, compiled)(*args)

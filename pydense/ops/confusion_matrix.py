@@ -9,7 +9,7 @@ Argument validation happens in :func:`normalize_args`, before any kernel runs.
 import torch
 
 from .. import _backend, reference
-from ._common import FLOAT_DTYPES, integer_tensor
+from ._common import FLOAT_DTYPES, integer_tensor, launch
 
 OP = "confusion_matrix"
 LABEL_DTYPES = (torch.uint8, torch.int32, torch.int64)  # read directly by the compiled kernels
@@ -105,12 +105,8 @@ def confusion_matrix_op(pred: torch.Tensor, target: torch.Tensor, num_classes: i
     if backend == "torch":
         return bincount_reference(pred, target, num_classes, ignore_index)
     out = torch.empty((num_classes, num_classes), dtype=torch.int64, device=target.device)
-    if backend == "triton":
-        from ..kernels import confusion_matrix as kernels
-
-        kernels.forward(pred, target, num_classes, ignore_index, out)
-    else:
-        torch.ops.pydense._confusion_matrix(pred, target, num_classes, ignore_index, out)
+    launch(backend, "confusion_matrix.forward", "_confusion_matrix", pred, target, num_classes,
+           ignore_index, out)
     return out
 
 

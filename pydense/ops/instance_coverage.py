@@ -15,7 +15,7 @@ validation happens in :func:`normalize_args`, before any kernel runs.
 import torch
 
 from .. import _backend
-from ._common import INTEGER_DTYPES
+from ._common import INTEGER_DTYPES, launch
 
 OP = "instance_coverage"
 BITS = 64
@@ -80,12 +80,7 @@ def instance_coverage_op(masks: torch.Tensor, order: torch.Tensor, backend: str)
         return torch_reference(masks, order)
     _, H, W = masks.shape
     out = torch.empty((H, W, num_words(order.numel())), dtype=torch.int64, device=masks.device)
-    if backend == "triton":
-        from ..kernels import instance_coverage as kernels
-
-        kernels.forward(masks, order, out)
-    else:
-        torch.ops.pydense._instance_coverage(masks, order, out)
+    launch(backend, "instance_coverage.forward", "_instance_coverage", masks, order, out)
     return out
 
 

@@ -19,7 +19,7 @@ the Triton kernels (``pydense.kernels.panoptic_pairs``), the compiled C++ kernel
 import torch
 
 from .. import _backend
-from ._common import integer_tensor
+from ._common import integer_tensor, launch
 
 OP = "panoptic_pair_counts"
 MAP_DTYPES = (torch.int32, torch.int64)  # read directly by the kernels
@@ -93,12 +93,7 @@ def panoptic_pair_counts_op(gt: torch.Tensor, pred: torch.Tensor, gt_ids: torch.
         return torch_reference(gt, pred, gt_ids, pred_ids)
     out = torch.empty((gt.shape[0], gt_ids.shape[1] + 1, pred_ids.shape[1] + 1), dtype=torch.int64,
                       device=gt.device)
-    if backend == "triton":
-        from ..kernels import panoptic_pairs as kernels
-
-        kernels.forward(gt, pred, gt_ids, pred_ids, out)
-    else:
-        torch.ops.pydense._panoptic_pair_counts(gt, pred, gt_ids, pred_ids, out)
+    launch(backend, "panoptic_pairs.forward", "_panoptic_pair_counts", gt, pred, gt_ids, pred_ids, out)
     return out
 
 

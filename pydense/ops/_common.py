@@ -40,6 +40,20 @@ def check_nonempty_plane(t, name, op, zero_batch_ok=True):
                          f"zero batch or zero channels may be empty, got shape {tuple(t.shape)}")
 
 
+def check_image_input(input, op, dims=(3, 4), zero_batch_ok=True):
+    """The image-input checks of the pooling, unpooling and upsampling ops: a Tensor (TypeError),
+    of a rank in ``dims`` (ValueError), a floating dtype the kernels support (TypeError), and no
+    empty spatial plane (:func:`check_nonempty_plane`)."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.dim() not in dims:
+        shapes = {3: "3-D (C, H, W)", 4: "4-D (N, C, H, W)"}
+        raise ValueError(f"{op}: input must be {' or '.join(shapes[d] for d in dims)}, got shape "
+                         f"{tuple(input.shape)}")
+    check_float_input(input, op)
+    check_nonempty_plane(input, "input", op, zero_batch_ok)
+
+
 def contiguous_vector(t):
     """``t`` (a 1-D parameter such as a bias, or None) with unit stride: the kernels read such
     vectors as ``ptr[i]``. A strided or expanded bias is copied (it is small)."""

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, check_nonempty_plane, empty_output, out_memory_format
+from ._common import check_image_input, empty_output, out_memory_format
 from .upsample_bilinear import acc_dtype, two_tap_backward, two_tap_forward
 
 OP = "bilinear_deconv2d"
@@ -150,16 +150,11 @@ bilinear_deconv2d_backward_op.register_autograd(_backward_backward,
 
 def bilinear_deconv2d(input, factor, crop=0, output_size=None, backend="auto"):
     """Validate, pick the backend, and call the op (see pydense.functional.bilinear_deconv2d)."""
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
-    if input.dim() != 4:
-        raise ValueError(f"{OP}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
-    check_float_input(input, OP)
+    check_image_input(input, OP, dims=(4,))
     if isinstance(factor, bool) or not isinstance(factor, int) or factor <= 0:
         raise ValueError(f"{OP}: factor must be a positive int, got {factor!r}")
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
         raise ValueError(f"{OP}: crop must be a non-negative int, got {crop!r}")
-    check_nonempty_plane(input, "input", OP)
     full = tuple(full_size(s, factor) for s in input.shape[-2:])
     if output_size is None:
         out_hw = tuple(f - crop for f in full)

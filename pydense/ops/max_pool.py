@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, check_nonempty_plane, empty_output, int_pair, out_memory_format
+from ._common import check_image_input, empty_output, int_pair, out_memory_format
 
 OP, KEY = "max_pool2d_with_indices", "max_pool2d"  # the public name; the registry key
 MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
@@ -35,13 +35,7 @@ def normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, com
 
     Raises TypeError/ValueError naming the argument and the expected value.
     """
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
-    if input.dim() not in (3, 4):
-        raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
-                         f"{tuple(input.shape)}")
-    check_float_input(input, OP)
-    check_nonempty_plane(input, "input", OP, zero_batch_ok=False)
+    check_image_input(input, OP, zero_batch_ok=False)
     k = int_pair(kernel_size, "kernel_size", OP, allow_single=True, minimum=1)
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else int_pair(
         stride, "stride", OP, allow_single=True, minimum=1)

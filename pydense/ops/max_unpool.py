@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import is_fake
 
 from .. import _backend
-from ._common import check_float_input, check_nonempty_plane, empty_output, int_pair, out_memory_format
+from ._common import check_image_input, empty_output, int_pair, out_memory_format
 from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward_op
 
 OP = "max_unpool2d"
@@ -30,15 +30,9 @@ def normalize_args(input, indices, kernel_size, stride, padding, output_size, di
 
     Raises TypeError/ValueError naming the argument and the expected value.
     """
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{OP}: input must be a Tensor, got {type(input).__name__}")
+    check_image_input(input, OP, zero_batch_ok=False)
     if not isinstance(indices, torch.Tensor):
         raise TypeError(f"{OP}: indices must be a Tensor, got {type(indices).__name__}")
-    if input.dim() not in (3, 4):
-        raise ValueError(f"{OP}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape "
-                         f"{tuple(input.shape)}")
-    check_float_input(input, OP)
-    check_nonempty_plane(input, "input", OP, zero_batch_ok=False)
     if indices.dtype not in (torch.int64, torch.uint8):
         raise TypeError(f"{OP}: indices must be int64 (flat, as returned by max_pool2d with "
                         f"return_indices=True) or uint8 (compact window offsets, from "

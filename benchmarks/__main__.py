@@ -1,7 +1,6 @@
 """CLI: ``python -m benchmarks [--quick] [--ops max_unpool2d] [--providers ...] [--out DIR]``."""
 import argparse
 import os
-import sys
 import time
 
 import torch
@@ -18,15 +17,13 @@ def main(argv=None):
                         help=f"comma-separated ops to run (default: all of {', '.join(ops)})")
     parser.add_argument("--providers", default=",".join(common.PROVIDERS),
                         help="comma-separated providers (default: %(default)s)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        choices=("cuda", "cpu"), help="default: cuda when available")
-    parser.add_argument("--out", default=common.RESULTS_DIR,
-                        help="results root; files go to OUT/<device>/ (default: benchmarks/results)")
+    common.add_device_and_out(
+        parser, "results root; files go to OUT/<device>/ (default: benchmarks/results)",
+        device_help="default: cuda when available")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's); 1 gives steadier CPU timings "
                              "on a shared machine")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each measurement")
-    args = parser.parse_args(argv)
+    args, device, log = common.parse_run_args(parser, argv, verbose_help="log each measurement")
 
     selected = [o.strip() for o in args.ops.split(",") if o.strip()]
     wanted = tuple(p.strip() for p in args.providers.split(",") if p.strip())
@@ -35,10 +32,8 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown {name}(s) {unknown}; choose from {list(known)}")
 
-    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
     start = time.perf_counter()
     copy_bw = common.copy_bandwidth(device)
     env = common.environment(device, copy_bw, args.quick)

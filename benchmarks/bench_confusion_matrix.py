@@ -15,7 +15,7 @@ import torch
 import pydense
 from pydense.ops.confusion_matrix import bincount_reference
 
-from .common import Case, Problem, layouts_and_dtypes, to_layout
+from .common import Case, Problem, layouts_and_dtypes, nhw_for_run, to_layout
 
 OP = "confusion_matrix"
 DIRECTIONS = ("fwd",)
@@ -29,10 +29,7 @@ def cases(device, quick):
     """Full shapes on GPU; batch 1 on CPU; batch 1 at a quarter of the size in quick."""
     out = []
     for name, (n, h, w, k) in SHAPES.items():
-        if quick:
-            n, h, w = 1, h // 4, w // 4
-        elif device.type == "cpu":
-            n = 1
+        n, h, w = nhw_for_run((n, h, w), device, quick)
         out.append(Case(f"{name} labels {n}x{h}x{w} K={k}", torch.int64, "nchw",
                         {"shape": (n, h, w), "k": k, "logits": False}))
         for dtype, layout in layouts_and_dtypes(device, quick):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import pydense
 from pydense import reference
 
-from .common import Case, Problem, layouts_and_dtypes, to_layout
+from .common import Problem, pooling_cases, to_layout
 
 OP = "max_pool2d"
 KERNEL = STRIDE = 2
@@ -33,19 +33,12 @@ SHAPES = {"segnet1": (8, 64, 360, 480), "segnet5": (8, 512, 45, 60)}
 
 def cases(device, quick):
     """Full shapes on GPU; batch 1 with 64 channels on CPU; batch 1 with 16 channels in quick."""
-    out = []
-    for name, (n, c, h, w) in SHAPES.items():
-        if quick:
-            n, c = 1, 16
-        elif device.type == "cpu":
-            n, c = 1, 64
-        oh, ow = -(-h // STRIDE), -(-w // STRIDE)  # ceil_mode
-        for compact in (False, True):
-            kind = "compact" if compact else "int64"
-            for dtype, layout in layouts_and_dtypes(device, quick):
-                out.append(Case(f"{name} {n}x{c}x{h}x{w}->{oh}x{ow} {kind}", dtype, layout,
-                                {"shape": (n, c, h, w), "compact": compact}))
-    return out
+    return pooling_cases(SHAPES, STRIDE, device, quick, _case_name)
+
+
+def _case_name(name, shape, pooled, compact):
+    (n, c, h, w), (oh, ow) = shape, pooled
+    return f"{name} {n}x{c}x{h}x{w}->{oh}x{ow} {'compact' if compact else 'int64'}"
 
 
 def problem(case, device):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import pydense
 from pydense import reference
 
-from .common import Case, Problem, layouts_and_dtypes, to_layout
+from .common import Problem, pooling_cases, to_layout
 
 OP = "max_unpool2d"
 KERNEL = STRIDE = 2
@@ -31,19 +31,12 @@ SHAPES = {"segnet1": (8, 64, 360, 480), "segnet5": (8, 512, 23, 30)}
 
 def cases(device, quick):
     """Full shapes on GPU; batch 1 with 64 channels on CPU; batch 1 with 16 channels in quick."""
-    out = []
-    for name, (n, c, h, w) in SHAPES.items():
-        if quick:
-            n, c = 1, 16
-        elif device.type == "cpu":
-            n, c = 1, 64
-        ph, pw = -(-h // STRIDE), -(-w // STRIDE)  # ceil_mode pooling
-        for compact in (False, True):
-            kind = " compact" if compact else ""
-            for dtype, layout in layouts_and_dtypes(device, quick):
-                out.append(Case(f"{name} {n}x{c}x{ph}x{pw}->{h}x{w}{kind}", dtype, layout,
-                                {"shape": (n, c, h, w), "compact": compact}))
-    return out
+    return pooling_cases(SHAPES, STRIDE, device, quick, _case_name)
+
+
+def _case_name(name, shape, pooled, compact):
+    (n, c, h, w), (ph, pw) = shape, pooled
+    return f"{name} {n}x{c}x{ph}x{pw}->{h}x{w}{' compact' if compact else ''}"
 
 
 def problem(case, device):

@@ -15,7 +15,7 @@ import torch
 import pydense
 from pydense.ops.panoptic_pairs import torch_reference
 
-from .common import Case, Problem
+from .common import Case, Problem, nhw_for_run
 
 OP = "panoptic_pair_counts"
 DIRECTIONS = ("fwd",)
@@ -29,10 +29,7 @@ def cases(device, quick):
     """Full shapes on GPU; batch 1 on CPU; batch 1 at a quarter of the size in quick."""
     out = []
     for name, (n, h, w, g, p) in SHAPES.items():
-        if quick:
-            n, h, w = 1, h // 4, w // 4
-        elif device.type == "cpu":
-            n = 1
+        n, h, w = nhw_for_run((n, h, w), device, quick)
         out.append(Case(f"{name} {n}x{h}x{w} G={g} P={p}", torch.int32, "nchw",
                         {"shape": (n, h, w), "g": g, "p": p}))
     return out

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import pydense
 from pydense import reference
 
-from .common import Case, Problem, layouts_and_dtypes, to_layout
+from .common import Case, Problem, layouts_and_dtypes, nchw_for_run, to_layout
 
 OP = "pixel_shuffle"
 FACTOR = 2
@@ -25,12 +25,10 @@ SHAPES = {
 
 
 def cases(device, quick):
+    """Full shapes on GPU; batch 1 on CPU; batch 1 with 16 channels in quick."""
     out = []
-    for name, (n, c, h, w) in SHAPES.items():
-        if quick:
-            n, c = 1, 16
-        elif device.type == "cpu":
-            n = 1
+    for name, shape in SHAPES.items():
+        n, c, h, w = nchw_for_run(shape, device, quick)
         for dtype, layout in layouts_and_dtypes(device, quick):
             out.append(Case(f"{name} {n}x{c}x{h}x{w}", dtype, layout, {"shape": (n, c, h, w)}))
     return out

@@ -36,6 +36,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 import timeit
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -322,20 +323,20 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None, cases=Non
 # Output
 
 
-def _fmt(key, value):
-    if value is None:
-        return ""
-    if key == "median_ms":
-        return f"{value:.4g}"
-    if key == "bytes_vs_eager":
-        return f"{value:.2f}"
-    if key in ("GB/s", "%copy_BW", "%mm_peak"):
-        return f"{value:.1f}"
-    if key == "TFLOP/s":
-        return f"{value:.3g}"
-    if key == "speedup_vs_aten":
-        return f"{value:.2f}x"
-    return str(value)
+def cell_formatter(formats):
+    """A table's cell formatter ``fmt(key, value)``: ``""`` for None, ``formats[key].format(value)``
+    for a column with a format, ``str(value)`` otherwise."""
+    def fmt(key, value):
+        if value is None:
+            return ""
+        spec = formats.get(key)
+        return str(value) if spec is None else spec.format(value)
+    return fmt
+
+
+_fmt = cell_formatter({"median_ms": "{:.4g}", "bytes_vs_eager": "{:.2f}", "GB/s": "{:.1f}",
+                       "%copy_BW": "{:.1f}", "%mm_peak": "{:.1f}", "TFLOP/s": "{:.3g}",
+                       "speedup_vs_aten": "{:.2f}x"})
 
 
 def markdown_table(rows, columns=COLUMNS):
@@ -421,3 +422,72 @@ def layouts_and_dtypes(device, quick, gpu_dtypes: Sequence[torch.dtype] = (torch
     """The (dtype, layout) grid: both layouts; fp32 only on CPU or in quick mode."""
     dtypes = gpu_dtypes if device.type == "cuda" and not quick else (torch.float32,)
     return [(d, lay) for d in dtypes for lay in LAYOUTS]
+
+
+def nchw_for_run(shape, device, quick, cpu_channels=None):
+    """An (N, C, H, W) case shape at the run's size: as given on GPU; batch 1 on CPU (with
+    ``cpu_channels`` channels where given, else the shape's); batch 1 with 16 channels in quick."""
+    n, c, h, w = shape
+    if quick:
+        return 1, 16, h, w
+    if device.type == "cpu":
+        return 1, c if cpu_channels is None else cpu_channels, h, w
+    return n, c, h, w
+
+
+def nhw_for_run(shape, device, quick):
+    """An (N, H, W) map size at the run's size (the metrics' label and id maps): as given on GPU;
+    batch 1 on CPU; batch 1 at a quarter of the height and width in quick."""
+    n, h, w = shape
+    if quick:
+        return 1, h // 4, w // 4
+    if device.type == "cpu":
+        return 1, h, w
+    return n, h, w
+
+
+def pooling_cases(shapes, stride, device, quick, name):
+    """The cases of the SegNet pooling pair (max_pool2d, max_unpool2d): every {label: (N, C, H, W)}
+    of ``shapes`` at the run's size (64 channels on CPU), with int64 and with compact indices, over
+    the (dtype, layout) grid. ``name(label, (n, c, h, w), (ph, pw), compact)`` names a case, where
+    (ph, pw) is the ceil_mode pooled size of (H, W) at ``stride``."""
+    out = []
+    for label, shape in shapes.items():
+        n, c, h, w = nchw_for_run(shape, device, quick, cpu_channels=64)
+        pooled = -(-h // stride), -(-w // stride)  # ceil_mode
+        for compact in (False, True):
+            for dtype, layout in layouts_and_dtypes(device, quick):
+                out.append(Case(name(label, (n, c, h, w), pooled, compact), dtype, layout,
+                                {"shape": (n, c, h, w), "compact": compact}))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The command lines (python -m benchmarks, benchmarks.headline, .models, .panoptic_quality)
+
+
+def add_device_and_out(parser, out_help, device_help=None):
+    """A benchmark CLI's ``--device`` (cuda when available, else cpu) and ``--out`` (the results
+    root, default benchmarks/results) arguments."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=("cuda", "cpu"), help=device_help)
+    parser.add_argument("--out", default=RESULTS_DIR, help=out_help)
+
+
+def parse_run_args(parser, argv, verbose_help=None):
+    """Add a benchmark CLI's last argument, ``-v/--verbose``, and parse ``argv``: (args, the
+    ``--device`` as a torch.device, ``log(msg)``: each message on stderr with --verbose, else
+    None)."""
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    return args, torch.device(args.device), log
+
+
+def print_and_write_table(title, rows, columns, fmt, path, start):
+    """Print ``title`` and the table of ``rows`` (cells by ``fmt``), write the rows as CSV to
+    ``path``, then print where, with the seconds since ``start`` (a time.perf_counter())."""
+    print(f"{title}\n")
+    print(plain_table(rows, columns, fmt))
+    write_csv(path, rows, columns)
+    print(f"\nresults: {path} ({time.perf_counter() - start:.1f} s)")

@@ -178,8 +178,7 @@ PIVOT_COLUMNS = ("op", "case", "dtype", "dir") + PROVIDERS + ("best", "vs aten",
                                                                "best rate")
 
 
-def _fmt_plain(key, value):
-    return "" if value is None else str(value)
+_fmt_plain = common.cell_formatter({})  # every cell as it is
 
 
 def write_markdown(path, env, rows, model_rows, skipped, not_run, elapsed):
@@ -217,9 +216,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.headline",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fp32 (CPU dry run)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        choices=("cuda", "cpu"))
-    parser.add_argument("--out", default=common.RESULTS_DIR, help="results root (OUT/<device>/)")
+    common.add_device_and_out(parser, "results root (OUT/<device>/)")
     parser.add_argument("--ops", default="", help="comma-separated ops (and/or 'models'); default all")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no entry after this many seconds (default: no limit)")
@@ -230,13 +227,10 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="time CPU providers with one call (the dry run: proves the path only)")
     parser.add_argument("--list", action="store_true", help="print the entries and exit")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    args, device, log = common.parse_run_args(parser, argv)
     common.COMPILE_BACKEND = args.compile_backend
     if args.smoke:
         common.CPU_BUDGET_S, common.CPU_REPEATS = 0.0, 1
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
     ops = {o.strip() for o in args.ops.split(",") if o.strip()}
     todo = entries(device, args.quick, ops)
     k, n = args.part

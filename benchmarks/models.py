@@ -167,37 +167,22 @@ def run(quick, device, wanted=None, log=None, *, cases=None, layouts=None, dtype
     return rows
 
 
-def _fmt(key, value):
-    if value is None:
-        return ""
-    if key in ("median_ms", "images/s"):
-        return f"{value:.4g}"
-    if key == "peak_MiB":
-        return f"{value:.0f}"
-    if key == "speedup_vs_eager":
-        return f"{value:.2f}x"
-    return str(value)
+_fmt = common.cell_formatter({"median_ms": "{:.4g}", "images/s": "{:.4g}", "peak_MiB": "{:.0f}",
+                              "speedup_vs_eager": "{:.2f}x"})
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.models", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, fp32 (CPU / CI smoke run)")
     parser.add_argument("--models", default="", help="comma-separated model names (default: all)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        choices=("cuda", "cpu"))
-    parser.add_argument("--out", default=common.RESULTS_DIR, help="results root (OUT/<device>/models.csv)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    common.add_device_and_out(parser, "results root (OUT/<device>/models.csv)")
+    args, device, log = common.parse_run_args(parser, argv)
     start = time.perf_counter()
     wanted = {m.strip() for m in args.models.split(",") if m.strip()}
     rows = run(args.quick, device, wanted, log)
-    print(f"# pydense model benchmarks ({common.device_name(device)}, {'quick' if args.quick else 'full'})\n")
-    print(common.plain_table(rows, COLUMNS, _fmt))
-    path = os.path.join(args.out, common.device_name(device), "models.csv")
-    common.write_csv(path, rows, COLUMNS)
-    print(f"\nresults: {path} ({time.perf_counter() - start:.1f} s)")
+    common.print_and_write_table(
+        f"# pydense model benchmarks ({common.device_name(device)}, {'quick' if args.quick else 'full'})",
+        rows, COLUMNS, _fmt, os.path.join(args.out, common.device_name(device), "models.csv"), start)
     return 1 if any(r["check"] in ("FAILED", "ERROR") for r in rows) else 0
 
 

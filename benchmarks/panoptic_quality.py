@@ -107,34 +107,21 @@ def run(quick, device, log=None):
     return rows
 
 
-def _fmt(key, v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.2f}x" if key == "speedup_vs_reference" else f"{v:.4g}"
-    return str(v)
+_fmt = common.cell_formatter({"images/s": "{:.4g}", "speedup_vs_reference": "{:.2f}x"})
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.panoptic_quality",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 small images (CPU / CI smoke run)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        choices=("cuda", "cpu"))
-    parser.add_argument("--out", default=common.RESULTS_DIR,
-                        help="results root (OUT/<device>/panoptic_quality.csv)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    common.add_device_and_out(parser, "results root (OUT/<device>/panoptic_quality.csv)")
+    args, device, log = common.parse_run_args(parser, argv)
     start = time.perf_counter()
     rows = run(args.quick, device, log)
-    print(f"# pydense Panoptic Quality ({common.device_name(device)}, "
-          f"{'quick' if args.quick else 'full'})\n")
-    print(common.plain_table(rows, COLUMNS, _fmt))
-    path = os.path.join(args.out, common.device_name(device), "panoptic_quality.csv")
-    common.write_csv(path, rows, COLUMNS)
-    print(f"\nresults: {path} ({time.perf_counter() - start:.1f} s)")
+    common.print_and_write_table(
+        f"# pydense Panoptic Quality ({common.device_name(device)}, {'quick' if args.quick else 'full'})",
+        rows, COLUMNS, _fmt, os.path.join(args.out, common.device_name(device), "panoptic_quality.csv"),
+        start)
     return 1 if any(str(r["check"]).startswith(("FAILED", "ERROR")) for r in rows) else 0
 
 

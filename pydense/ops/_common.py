@@ -8,6 +8,12 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
+def acc_dtype(dtype):
+    """The accumulation (and table weight) type of ``dtype`` data: fp64 for fp64, else fp32 (ATen's
+    opmath type). The one definition: the Triton kernels' launchers use it too."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def out_memory_format(t):
     """The memory format outputs take: channels_last iff ``t`` is channels_last-contiguous."""
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():

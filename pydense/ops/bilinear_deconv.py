@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_image_input, empty_output, out_memory_format
-from .upsample_bilinear import acc_dtype, two_tap_backward, two_tap_forward
+from ._common import acc_dtype, check_image_input, empty_output, out_memory_format
+from .upsample_bilinear import two_tap_backward, two_tap_forward
 
 OP = "bilinear_deconv2d"
 

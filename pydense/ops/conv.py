@@ -37,16 +37,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import (FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, int_pair,
-                      out_memory_format)
+from ._common import (FLOAT_DTYPES, acc_dtype, check_nonempty_plane, contiguous_vector,
+                      empty_output, int_pair, out_memory_format)
 from .pixel_shuffle import pixel_unshuffle_op
 
 OP, OP_T, OP_PS = "conv2d", "conv_transpose2d", "conv2d_pixel_shuffle"
 DIRECT_MAX_CG = 8
-
-
-def acc_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def out_size(size, k, s, pad_lo, pad_hi, d):

@@ -18,14 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, empty_output, out_memory_format
+from ._common import acc_dtype, check_float_input, empty_output, out_memory_format
 
 OP, KEY = "interpolate", "upsample_bilinear2d"  # the public name; the registry key
-
-
-def acc_dtype(dtype):
-    """The accumulation (and weight) type: fp64 for fp64 data, else fp32 (ATen's opmath type)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def axis_scale(in_size, out_size, align_corners, scale, dtype=torch.float32):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, empty_output, out_memory_format
-from .upsample_bilinear import acc_dtype, axis_tables, two_tap_backward, two_tap_forward
+from ._common import FLOAT_DTYPES, acc_dtype, empty_output, out_memory_format
+from .upsample_bilinear import axis_tables, two_tap_backward, two_tap_forward
 
 OP = "upsample_concat"
 MODES = ("bilinear", "nearest", "nearest-exact")

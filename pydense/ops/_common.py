@@ -14,6 +14,28 @@ def acc_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def allow_tf32():
+    """Whether fp32 convolutions and dots may use TF32 (``torch.backends.cudnn.allow_tf32``, as
+    ATen's convolution decides)."""
+    return torch.backends.cudnn.allow_tf32
+
+
+def bias_grad(g):
+    """The gradient of a per-channel bias: ``g`` summed over (N, H, W), accumulated in
+    :func:`acc_dtype`."""
+    return g.sum((0, 2, 3), dtype=acc_dtype(g.dtype)).to(g.dtype)
+
+
+def autocast_inputs(*tensors):
+    """Under autocast, cast floating tensors to the autocast dtype of their device (as ATen's
+    convolution is: a lower-precision op)."""
+    dev = tensors[0].device.type
+    if dev not in ("cpu", "cuda") or not torch.is_autocast_enabled(dev):
+        return tensors
+    dt = torch.get_autocast_dtype(dev)
+    return tuple(t.to(dt) if t is not None and t.is_floating_point() else t for t in tensors)
+
+
 def out_memory_format(t):
     """The memory format outputs take: channels_last iff ``t`` is channels_last-contiguous."""
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():

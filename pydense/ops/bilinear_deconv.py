@@ -57,7 +57,8 @@ def axis_tables(in_size, factor, crop, out_size, device, dtype=torch.float32):
             min(2 * factor, out_size))
 
 
-def _tables(input_hw, factor, crop, out_hw, device, dtype):
+def tables(input_hw, factor, crop, out_hw, device, dtype):
+    """The (H, W) axis tables of the deconvolution's window, in the accumulation type of ``dtype``."""
     acc = acc_dtype(dtype)
     return [axis_tables(input_hw[d], factor, crop, out_hw[d], device, acc) for d in range(2)]
 
@@ -79,7 +80,7 @@ def bilinear_deconv2d_op(input: torch.Tensor, factor: int, crop: int, output_siz
         w = weight(input.shape[1], factor, input.dtype, input.device)
         out = F.conv_transpose2d(input, w, stride=factor)[..., crop:crop + oh, crop:crop + ow]
         return out.contiguous(memory_format=out_memory_format(input))
-    h_tab, w_tab = _tables(input.shape[-2:], factor, crop, (oh, ow), input.device, input.dtype)
+    h_tab, w_tab = tables(input.shape[-2:], factor, crop, (oh, ow), input.device, input.dtype)
     return two_tap_forward(input, (oh, ow), h_tab, w_tab, backend)
 
 
@@ -101,7 +102,7 @@ def bilinear_deconv2d_backward_op(grad_output: torch.Tensor, input_size: Sequenc
         full[..., crop:crop + out_hw[0], crop:crop + out_hw[1]] = grad_output
         g = F.conv2d(full, weight(c, factor, grad_output.dtype, grad_output.device), stride=factor)
         return g.contiguous(memory_format=fmt)
-    h_tab, w_tab = _tables(input_size[-2:], factor, crop, out_hw, grad_output.device,
+    h_tab, w_tab = tables(input_size[-2:], factor, crop, out_hw, grad_output.device,
                            grad_output.dtype)
     return two_tap_backward(grad_output, input_size, fmt, h_tab, w_tab, backend)
 

@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import (FLOAT_DTYPES, acc_dtype, check_nonempty_plane, contiguous_vector,
-                      empty_output, int_pair, out_memory_format)
+from ._common import (FLOAT_DTYPES, acc_dtype, allow_tf32, autocast_inputs, bias_grad,
+                      check_nonempty_plane, contiguous_vector, empty_output, int_pair,
+                      out_memory_format)
 from .pixel_shuffle import pixel_unshuffle_op
 
 OP, OP_T, OP_PS = "conv2d", "conv_transpose2d", "conv2d_pixel_shuffle"
@@ -47,10 +48,6 @@ DIRECT_MAX_CG = 8
 
 def out_size(size, k, s, pad_lo, pad_hi, d):
     return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
-
-
-def _allow_tf32():
-    return torch.backends.cudnn.allow_tf32
 
 
 def _on_aten(backend, cg):
@@ -135,7 +132,7 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         from ..kernels import conv as kernels
 
         kernels.forward(input, weight, bias, residual, out, stride, pad_tl, dilation, groups, relu,
-                        scale, _allow_tf32(), shuffle)
+                        scale, allow_tf32(), shuffle)
     else:
         torch.ops.pydense._conv2d_fwd(input, weight, bias, residual, stride, pad_tl, dilation, relu,
                                       scale, shuffle, out)
@@ -167,7 +164,7 @@ def conv2d_input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor,
         from ..kernels import conv as kernels
 
         kernels.input_grad(grad_output, weight, bias, gx, stride, _lead(padding), dilation, groups,
-                           _allow_tf32())
+                           allow_tf32())
     else:
         torch.ops.pydense._conv2d_dgrad(grad_output, weight, bias, stride, _lead(padding), dilation,
                                         gx)
@@ -193,7 +190,7 @@ def conv2d_weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight
         from ..kernels import conv as kernels
 
         kernels.weight_grad(grad_output, input, gw, stride, _lead(padding), dilation, groups,
-                            _allow_tf32())
+                            allow_tf32())
     else:
         torch.ops.pydense._conv2d_wgrad(grad_output, input, stride, _lead(padding), dilation, gw)
     return gw
@@ -202,10 +199,6 @@ def conv2d_weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight
 @conv2d_weight_grad_op.register_fake
 def _(grad_output, input, weight, stride, padding, dilation, groups, backend):
     return empty_output(weight.shape, weight)
-
-
-def _bias_grad(g):
-    return g.sum((0, 2, 3), dtype=acc_dtype(g.dtype)).to(g.dtype)
 
 
 def _conv_setup(ctx, inputs, output):
@@ -234,7 +227,7 @@ def _conv_backward(ctx, grad):
     if ctx.needs_input_grad[1]:
         gw = conv2d_weight_grad_op(g, input, weight, stride, padding, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
-        gb = _bias_grad(g)
+        gb = bias_grad(g)
     gr = grad if ctx.has_res else None
     return gx, gw, gb, gr, None, None, None, None, None, None, None, None
 
@@ -280,7 +273,7 @@ def _input_grad_backward(ctx, gg):
     if ctx.needs_input_grad[1]:
         d_w = conv2d_weight_grad_op(gy, gg, weight, stride, padding, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
-        d_b = _bias_grad(gg)
+        d_b = bias_grad(gg)
     return d_gy, d_w, d_b, None, None, None, None, None, None
 
 
@@ -356,7 +349,7 @@ def _t_backward(ctx, grad):
     if ctx.needs_input_grad[1]:
         gw = conv2d_weight_grad_op(input, grad, weight, stride, pad4, dilation, groups, ctx.backend)
     if ctx.has_bias and ctx.needs_input_grad[2]:
-        gb = _bias_grad(grad)
+        gb = bias_grad(grad)
     return gx, gw, gb, None, None, None, None, None, None
 
 
@@ -432,16 +425,6 @@ def _padding4(op, padding, stride, dilation, khw):
     return [p[0], p[0], p[1], p[1]]
 
 
-def _autocast(*tensors):
-    """Under autocast, cast floating tensors to the autocast dtype of their device (as ATen's
-    convolution is: a lower-precision op)."""
-    dev = tensors[0].device.type
-    if dev not in ("cpu", "cuda") or not torch.is_autocast_enabled(dev):
-        return tensors
-    dt = torch.get_autocast_dtype(dev)
-    return tuple(t.to(dt) if t is not None and t.is_floating_point() else t for t in tensors)
-
-
 def _batched(input):
     return (input, False) if input.dim() == 4 else (input.unsqueeze(0), True)
 
@@ -457,7 +440,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
            residual=None, scale=1.0, backend="auto"):
     """Validate, pick the backend and call ``pydense::conv2d`` (see pydense.functional)."""
     op = OP if activation is None and residual is None and scale == 1.0 else "conv2d_fused"
-    input, weight, bias, residual = _autocast(input, weight, bias, residual)
+    input, weight, bias, residual = autocast_inputs(input, weight, bias, residual)
     _check_tensors(op, input, weight, bias, W_LAYOUT)
     stride = _pair(stride, "stride", op, 1)
     dilation = _pair(dilation, "dilation", op, 1)
@@ -504,7 +487,7 @@ def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding=None, *, b
     """Validate, pick the backend and call ``pydense::conv2d`` with ``shuffle=upscale_factor``
     (see pydense.functional.conv2d_pixel_shuffle)."""
     op = OP_PS
-    input, weight, bias = _autocast(input, weight, bias)
+    input, weight, bias = autocast_inputs(input, weight, bias)
     _check_tensors(op, input, weight, bias, WPS_LAYOUT)
     r = upscale_factor
     if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
@@ -533,7 +516,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                      dilation=1, *, backend="auto"):
     """Validate, pick the backend and call ``pydense::conv_transpose2d`` (see pydense.functional)."""
     op = OP_T
-    input, weight, bias = _autocast(input, weight, bias)
+    input, weight, bias = autocast_inputs(input, weight, bias)
     _check_tensors(op, input, weight, bias, WT_LAYOUT)
     stride = _pair(stride, "stride", op, 1)
     dilation = _pair(dilation, "dilation", op, 1)

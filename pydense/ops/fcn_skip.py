@@ -22,9 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import FLOAT_DTYPES, check_nonempty_plane, contiguous_vector, empty_output, out_memory_format
-from .bilinear_deconv import _tables, bilinear_deconv2d_backward_op, full_size, weight as deconv_weight
-from .conv import _allow_tf32, _autocast, _bias_grad, conv2d_op, conv2d_weight_grad_op
+from ._common import (FLOAT_DTYPES, allow_tf32, autocast_inputs, bias_grad, check_nonempty_plane,
+                      contiguous_vector, empty_output, out_memory_format)
+from .bilinear_deconv import bilinear_deconv2d_backward_op, full_size
+from .bilinear_deconv import tables as deconv_tables
+from .bilinear_deconv import weight as deconv_weight
+from .conv import conv2d_op, conv2d_weight_grad_op
 
 OP = "fcn_skip"
 
@@ -47,13 +50,13 @@ def fcn_skip_op(coarse: torch.Tensor, skip: torch.Tensor, weight: Optional[torch
             s = F.conv2d(s, weight[:, :, None, None], bias)
         out = up + s[..., offset[0]:offset[0] + oh, offset[1]:offset[1] + ow]
         return out.contiguous(memory_format=out_memory_format(coarse))
-    h_tab, w_tab = _tables(coarse.shape[-2:], factor, 0, (oh, ow), coarse.device, coarse.dtype)
+    h_tab, w_tab = deconv_tables(coarse.shape[-2:], factor, 0, (oh, ow), coarse.device, coarse.dtype)
     out = empty_output((coarse.shape[0], coarse.shape[1], oh, ow), coarse)
     bias = contiguous_vector(bias)  # the kernels read bias[k]
     if backend == "triton":
         from ..kernels import fcn_skip as kernels
 
-        kernels.forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, skip_scale, _allow_tf32())
+        kernels.forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, skip_scale, allow_tf32())
     else:
         torch.ops.pydense._fcn_skip_fwd(coarse, skip, weight, bias, h_tab[0], h_tab[1], w_tab[0],
                                         w_tab[1], offset, skip_scale, out)
@@ -81,7 +84,7 @@ def fcn_skip_skip_grad_op(grad_output: torch.Tensor, weight: Optional[torch.Tens
     if backend == "triton":
         from ..kernels import fcn_skip as kernels
 
-        kernels.skip_grad(grad_output, weight, gs, offset, skip_scale, _allow_tf32())
+        kernels.skip_grad(grad_output, weight, gs, offset, skip_scale, allow_tf32())
     else:
         torch.ops.pydense._fcn_skip_bwd(grad_output, weight, offset, skip_scale, gs)
     return gs
@@ -150,7 +153,7 @@ def _backward(ctx, grad):
         gw = conv2d_weight_grad_op(grad, crop, weight[:, :, None, None], [1, 1], [0, 0, 0, 0], [1, 1], 1,
                             ctx.backend).view(weight.shape) * ctx.scale
     if ctx.has_bias and ctx.needs_input_grad[3]:
-        gb = _bias_grad(grad)
+        gb = bias_grad(grad)
     return gc, gs, gw, gb, None, None, None, None
 
 
@@ -184,7 +187,7 @@ def fcn_skip(coarse, skip_features, factor=2, offset=None, skip_scale=1.0, score
     if offset is None:
         raise TypeError(f"{OP}: offset (the crop offset into skip_features) is required, e.g. 5 "
                         f"for FCN's score_pool4 and 9 for score_pool3")
-    coarse, skip_features, score_weight, score_bias = _autocast(coarse, skip_features, score_weight,
+    coarse, skip_features, score_weight, score_bias = autocast_inputs(coarse, skip_features, score_weight,
                                                                 score_bias)
     _check_tensor("coarse", coarse)
     for name, t in (("skip_features", skip_features), ("score_weight", score_weight),

@@ -29,7 +29,7 @@ from . import functional
 from . import nn as pnn
 from .nn import init
 from .nn._backend_arg import check_backend
-from .ops._common import FLOAT_DTYPES
+from .ops._common import FLOAT_DTYPES, int_pair
 
 __all__ = ["OPS", "ConvSpec", "PatchRecord", "default_conv_predicate", "enabled",
            "fixed_bilinear_factor", "patch", "patched_modules", "unpatch"]
@@ -118,7 +118,12 @@ def default_conv_predicate(spec):
 
 
 def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    """``v`` as an int pair by the ops' rule, or None where that rule refuses it (the call then
+    stays with torch, which accepts or rejects it as it always does)."""
+    try:
+        return int_pair(v, "", "")
+    except (TypeError, ValueError):
+        return None
 
 
 def _module_spec(m):
@@ -340,9 +345,12 @@ def _route_conv2d(mode, args, kwargs):
     if not _plain_float(x, w, a["bias"]) or x.dim() not in (3, 4) or w.dim() != 4:
         return NotImplemented
     groups = a["groups"]
-    spec = ConvSpec(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), _pair(a["stride"]),
-                    a["padding"] if isinstance(a["padding"], str) else _pair(a["padding"]),
-                    _pair(a["dilation"]), groups, False)
+    pairs = [_pair(a["stride"]), a["padding"] if isinstance(a["padding"], str) else _pair(a["padding"]),
+             _pair(a["dilation"])]
+    if None in pairs:
+        return NotImplemented
+    spec = ConvSpec(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), pairs[0], pairs[1], pairs[2],
+                    groups, False)
     if not mode.conv_predicate(spec):
         return NotImplemented
     return functional.conv2d(x, w, a["bias"], a["stride"], a["padding"], a["dilation"], groups,
@@ -355,8 +363,10 @@ def _route_conv_transpose2d(mode, args, kwargs):
     if not _plain_float(x, w, a["bias"]) or x.dim() not in (3, 4) or w.dim() != 4:
         return NotImplemented
     groups = a["groups"]
-    spec = ConvSpec(w.shape[0], w.shape[1] * groups, tuple(w.shape[2:]), _pair(a["stride"]),
-                    _pair(a["padding"]), _pair(a["dilation"]), groups, True)
+    pairs = [_pair(a["stride"]), _pair(a["padding"]), _pair(a["dilation"])]
+    if None in pairs:
+        return NotImplemented
+    spec = ConvSpec(w.shape[0], w.shape[1] * groups, tuple(w.shape[2:]), *pairs, groups, True)
     if not mode.conv_predicate(spec):
         return NotImplemented
     return functional.conv_transpose2d(x, w, a["bias"], a["stride"], a["padding"],

@@ -113,7 +113,7 @@ class BuildExt(BuildExtension.with_options(use_ninja=True)):
 
 setup(
     packages=["pydense", "pydense.ops", "pydense.nn", "pydense.models", "pydense.metrics",
-              "pydense.kernels"],
+              "pydense.kernels", "pydense.kernels.conv"],
     package_dir={"pydense.kernels": "kernels"},
     ext_modules=[Extension("pydense._C", sources, include_dirs=[os.path.join(ROOT, "csrc")],
                            **ext_kwargs)],

@@ -65,8 +65,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (_decompose, _is_channels_last, _needs_int64, _positions, acc_dtype, k_loop,
-                      launcher, triton_interpret)
+from .._common import (_decompose, _is_channels_last, _needs_int64, _positions, acc_dtype,
+                       k_loop, launcher, triton_interpret)
 
 INTERPRET = triton_interpret()
 

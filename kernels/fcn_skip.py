@@ -21,7 +21,7 @@ Skip gradient (zero outside the crop; the gather is the transpose of the crop)::
     grad_skip[n, c, h, w] = s * sum_k g[n, k, h - off_h, w - off_w] * w[k, c]    (SCORE: a tl.dot)
 
 The coarse gradient is the deconvolution's gather backward (``bilinear_deconv2d_backward``), the
-weight gradient the deterministic 1x1 weight gradient of ``kernels/conv.py`` on the crop.
+weight gradient the deterministic 1x1 weight gradient of ``kernels/conv/`` on the crop.
 Under the Triton interpreter bf16 tiles are converted to fp32 before the dot (``UPCAST``).
 """
 import torch

@@ -133,8 +133,8 @@ def triton_kernels():
     import pydense.kernels as package
 
     classes, names = _triton_classes(), set()
-    for info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):  # kernels/conv/ too
+        module = importlib.import_module(info.name)
         for obj in vars(module).values():
             for _ in range(3):  # Autotuner / Heuristics wrap the JIT function as .fn
                 if isinstance(obj, classes) or not hasattr(obj, "fn"):

@@ -203,7 +203,7 @@ def test_weight_and_input_grads_are_deterministic(device, backend, monkeypatch):
     backend = use(backend, monkeypatch)
     from pydense.kernels import conv as kernels
 
-    monkeypatch.setattr(kernels, "TARGET_PROGRAMS", 4096)  # force a split-K into several chunks
+    monkeypatch.setattr(kernels.tiles, "TARGET_PROGRAMS", 4096)  # force a split-K into several chunks
     for groups, oc in ((1, 6), (6, 6)):
         x = data((2, 6, 9, 8)).float().to(device)
         w = data((oc, 6 // groups, 3, 3), 1).float().to(device)
@@ -369,7 +369,7 @@ def test_fixed_tiles_are_shape_derived_and_shipped(monkeypatch):
     AOT test compiles (CONFIGS) for that kernel and dtype."""
     from pydense.kernels import conv as kernels
 
-    monkeypatch.setattr(kernels, "INTERPRET", False)
+    monkeypatch.setattr(kernels.tiles, "INTERPRET", False)
     tall, wide32, wide64 = kernels.GEMM_TILES
     assert kernels.gemm_tile(64, torch.float16, False) == tall
     assert kernels.gemm_tile(65, torch.float16, False) == wide64

@@ -12,11 +12,29 @@ from pydense.kernels import _common
 from helpers import requires_cuda
 
 LAUNCH = re.compile(r"\w+\[[^\]]*\]\(")  # kernel[grid](...)
+MODULE_CALL = re.compile(r"\b(\w+)\.(\w+)\(")  # module.function(...)
+
+
+def launches(fn, depth=0):
+    """Whether ``fn`` launches a kernel: directly, through a helper named _launch*, or through a
+    function of a pydense.kernels module it calls as ``module.function(...)`` (the launchers of
+    kernels/conv/__init__.py call gemm.py's and depthwise.py's)."""
+    fn = inspect.unwrap(fn)
+    src = inspect.getsource(fn)
+    if LAUNCH.search(src) or "_launch" in src:
+        return True
+    for mod, name in MODULE_CALL.findall(src) if depth < 3 else ():
+        mod = fn.__globals__.get(mod)
+        callee = getattr(mod, name, None) if inspect.ismodule(mod) else None
+        if (mod is not None and mod.__name__.startswith("pydense.kernels.")
+                and inspect.isfunction(callee) and launches(callee, depth + 1)):
+            return True
+    return False
 
 
 def launchers():
-    """Every public function of pydense.kernels.* that launches a kernel (directly or through a
-    helper named _launch*)."""
+    """Every public function of pydense.kernels.* (a module, or a package's namespace) that
+    launches a kernel."""
     found = []
     package = importlib.import_module("pydense.kernels")
     for info in pkgutil.iter_modules(package.__path__):
@@ -26,8 +44,7 @@ def launchers():
         for name, fn in vars(mod).items():
             if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != mod.__name__:
                 continue
-            src = inspect.getsource(inspect.unwrap(fn))
-            if LAUNCH.search(src) or "_launch" in src:
+            if launches(fn):
                 found.append(pytest.param(fn, id=f"{info.name}.{name}"))
     return found
 

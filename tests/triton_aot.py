@@ -9,8 +9,10 @@ target it runs ``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)
 ``ptxas -v`` on the PTX for registers and spills. Prints one JSON row per compile.
 
 Signature convention: ``*_ptr`` arguments are data pointers of the tested dtype, except those in
-POINTER_TYPES (indices, workspaces, tables; ``idx_ptr`` is uint8 where the row sets COMPACT); every other runtime argument is an i32 scalar
-(shapes and strides below 2^31).
+POINTER_TYPES (indices, workspaces, tables; ``idx_ptr`` is uint8 where the row sets COMPACT);
+tuple arguments (the argument groups of kernels/conv/shared.py: ``*_strides``, ``conv``,
+``taps_h``/``taps_w``; see ``tuple_arity``) are tuples of i32 scalars; every other runtime argument
+is an i32 scalar (shapes and strides below 2^31).
 """
 import argparse
 import importlib
@@ -27,6 +29,13 @@ POINTER_TYPES = {"idx_ptr": "*i64", "flags_ptr": "*i32", "winner_ptr": "*i32",
                  "target_ptr": "*i64", "hist_ptr": "*i64", "cm_ptr": "*i64",
                  "gids_ptr": "*i64", "pids_ptr": "*i64", "order_ptr": "*i64", "cov_ptr": "*i64"}
 SCALAR_TYPES = {"scale": "fp32"}
+# Tuple arguments other than ``*_strides`` (the 4 strides of a tensor), by name: their lengths.
+TUPLE_ARITY = {"conv": 6, "taps_h": 3, "taps_w": 3}  # (sh, sw, ph, pw, dh, dw); (g, step, inv)
+
+
+def tuple_arity(name):
+    """The length of the tuple argument ``name``, or None for a scalar."""
+    return 4 if name.endswith("_strides") else TUPLE_ARITY.get(name)
 
 
 def signature(fn, dtype, constexprs=None):
@@ -34,6 +43,8 @@ def signature(fn, dtype, constexprs=None):
     for p in fn.params:
         if p.is_constexpr:
             sig[p.name] = "constexpr"
+        elif tuple_arity(p.name):
+            sig[p.name] = ("i32",) * tuple_arity(p.name)
         elif p.name.endswith("_ptr"):
             kind = POINTER_TYPES.get(p.name, "*" + dtype)
             if p.name == "idx_ptr" and (constexprs or {}).get("COMPACT"):

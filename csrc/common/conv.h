@@ -1,7 +1,7 @@
 // Arithmetic of the direct 2-D convolution kernels, shared by csrc/cpu/conv.cpp and
 // csrc/cuda/conv.cu (compiled as host code for one, device code for the other), so the CPU tests
 // exercise the very index math and summation order the GPU kernels run. The Triton kernels
-// (kernels/conv.py) implement the same enumeration.
+// (kernels/conv/) implement the same enumeration.
 //
 // Notation: input x (N, C, H, W), weight w (OC, Cg, KH, KW), Cg = C / groups, OCg = OC / groups,
 // output y (N, OC, OH, OW); stride (sh, sw), top/left padding (ph, pw), dilation (dh, dw).

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import pydense
 from pydense import reference
 
-from helpers import DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
+from helpers import check_gradient_penalty, DTYPES, LAYOUTS, backend_params, check_compile_fullgraph, to
 
 BACKENDS = backend_params()
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),
@@ -173,12 +173,7 @@ def test_double_backward_gradgradcheck(device, backend, mode, lay):
     # eager chain (CPU, fp64)
     m = data((1, 4, 6, 6), seed=2)
     eager = lambda a, b: torch.cat([F.interpolate(a, scale_factor=2, mode=mode), b], 1)  # noqa: E731
-    grads = []
-    for (a, b), f in (((xd, sd), fn), ((x.clone().requires_grad_(), skip.clone().requires_grad_()), eager)):
-        gx, gs = torch.autograd.grad((f(a, b).square() * m.to(a.device)).sum(), (a, b), create_graph=True)
-        grads.append([t.cpu() for t in torch.autograd.grad(gx.square().sum() + gs.square().sum(), (a, b))])
-    assert grads[1][0].abs().sum() > 0
-    torch.testing.assert_close(grads[0], grads[1])
+    check_gradient_penalty(fn, (xd, sd), eager, (x.clone().requires_grad_(), skip.clone().requires_grad_()), m)
     # the gradient op itself: schema, fake kernel and autograd registration
     g = to(data((1, 2, 6, 6), seed=3), device, lay=lay).requires_grad_()
     torch.library.opcheck(torch.ops.pydense.upsample_concat_backward.default,

@@ -1,6 +1,7 @@
-"""What the op modules share: the interpreter flag, the accumulation type, linear-position
-decomposition, index width, the device guard of the host launchers, and the device functions more
-than one op's kernels call (``k_loop``: a GEMM K loop; ``bilinear_gather``: the four-tap blend of
+"""What the op modules share: the interpreter flag and the accumulation type (the package's one
+definitions, from pydense._backend and pydense.ops._common), linear-position decomposition, index
+width, the device guard of the host launchers, and the device functions more than one op's
+kernels call (``k_loop``: a GEMM K loop; ``bilinear_gather``: the four-tap blend of
 bilinear upsampling; ``sum_rows``: the fixed-order second pass of the histogram kernels).
 
 An op module imports from here, never from another op module's private names; a kernel stays in
@@ -12,11 +13,7 @@ import triton
 import triton.language as tl
 
 from .._backend import triton_interpret  # noqa: F401  (the one reader of TRITON_INTERPRET)
-
-
-def acc_dtype(dtype):
-    """The accumulation type of ``dtype`` data: fp64 for fp64, else fp32 (ATen's opmath type)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from ..ops._common import acc_dtype  # noqa: F401  (the one definition)
 
 
 @triton.jit

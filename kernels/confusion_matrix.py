@@ -7,14 +7,15 @@ Math::
                                                    the lowest index wins, a NaN beats any number)
     cm[t, p] = #{pixels with target t (!= ignore_index, in [0, K)) and prediction p (in [0, K))}
 
-Pass 1, ``_histogram_kernel``: program ``pid`` owns the contiguous pixel range
+Pass 1, ``_confusion_matrix_histogram_kernel``: program ``pid`` owns the contiguous pixel range
 [pid * per_prog, (pid + 1) * per_prog) and counts its bins ``t * K + p`` in a private int32
 histogram held in registers (``tl.histogram`` per block of pixels, summed over the range); it
 writes the histogram as int64 into row ``pid`` of the partials buffer (P, K*K). Bin slices:
 a histogram has at most ``MAX_BINS`` bins; for K*K > MAX_BINS the second grid axis is the bin
 slice (each slice program re-reads its pixel range and counts only its bins).
-Pass 2, ``_reduce_kernel``: cm[b] = sum over p = 0..P-1 of partials[p, b], in that fixed order.
-No atomics at all: the result is bitwise reproducible (integer counts are exact anyway).
+Pass 2, ``_confusion_matrix_reduce_kernel``: cm[b] = sum over p = 0..P-1 of partials[p, b], in
+that fixed order (``sum_rows`` of kernels/_common.py). No atomics at all: the result is bitwise
+reproducible (integer counts are exact anyway).
 
 Pixels whose target is ignore_index, or whose target or prediction lies outside [0, K) (possible
 only with label checks off) are dropped, never used as an address. The index math mirrors
@@ -38,18 +39,19 @@ REDUCE_BLOCK = 256
 # Every compile-time configuration the launchers below use: (kernel name, constexprs, dtypes).
 # Labels are compiled with int64 pred/target; logits with each floating dtype and int64 targets.
 CONFIGS = [
-    *[("_histogram_kernel", {"LOGITS": logits, "INDEX_64": i64, "NBINS": nb, "BLOCK": BLOCK},
+    *[("_confusion_matrix_histogram_kernel",
+       {"LOGITS": logits, "INDEX_64": i64, "NBINS": nb, "BLOCK": BLOCK},
        ["fp32", "fp16", "bf16"] if logits else ["i64"])
       for logits in (False, True) for i64 in (False, True) for nb in (256, 512, 1024, 2048)],
-    ("_reduce_kernel", {"BLOCK": REDUCE_BLOCK}, ["i64"]),
+    ("_confusion_matrix_reduce_kernel", {"BLOCK": REDUCE_BLOCK}, ["i64"]),
 ]
 
 
 @triton.jit
-def _histogram_kernel(pred_ptr, target_ptr, hist_ptr, total, HW, W, C,
-                      ps0, ps1, ps2, ps3, ts0, ts1, ts2, K, KK, ignore_index, per_prog,
-                      LOGITS: tl.constexpr, INDEX_64: tl.constexpr, NBINS: tl.constexpr,
-                      BLOCK: tl.constexpr):
+def _confusion_matrix_histogram_kernel(pred_ptr, target_ptr, hist_ptr, total, HW, W, C, ps0, ps1,
+                                       ps2, ps3, ts0, ts1, ts2, K, KK, ignore_index, per_prog,
+                                       LOGITS: tl.constexpr, INDEX_64: tl.constexpr,
+                                       NBINS: tl.constexpr, BLOCK: tl.constexpr):
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
     pid = tl.program_id(0).to(idx_t)
     bin0 = tl.program_id(1) * NBINS  # this program's bin slice [bin0, bin0 + NBINS)
@@ -89,7 +91,7 @@ def _histogram_kernel(pred_ptr, target_ptr, hist_ptr, total, HW, W, C,
 
 
 @triton.jit
-def _reduce_kernel(hist_ptr, cm_ptr, P, KK, BLOCK: tl.constexpr):
+def _confusion_matrix_reduce_kernel(hist_ptr, cm_ptr, P, KK, BLOCK: tl.constexpr):
     sum_rows(hist_ptr, cm_ptr, P, KK, BLOCK)  # rows p = 0, 1, ..., P - 1: a fixed order
 
 
@@ -129,9 +131,9 @@ def forward(pred, target, num_classes, ignore_index, out):
     C = pred.shape[1] if logits else 1
     ps = pred.stride() if logits else (*pred.stride(), 0)
     index_64 = _needs_int64(pred, target) or total + per >= 2**30
-    _histogram_kernel[(P, slices)](
+    _confusion_matrix_histogram_kernel[(P, slices)](
         pred, target, hist, total, H * W, W, C, *ps, *target.stride(), K, kk, ignore_index, per,
         LOGITS=logits, INDEX_64=index_64, NBINS=nb, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    _reduce_kernel[(triton.cdiv(kk, REDUCE_BLOCK),)](hist, out, P, kk, BLOCK=REDUCE_BLOCK,
-                                                     num_warps=NUM_WARPS)
+    _confusion_matrix_reduce_kernel[(triton.cdiv(kk, REDUCE_BLOCK),)](
+        hist, out, P, kk, BLOCK=REDUCE_BLOCK, num_warps=NUM_WARPS)
     return out

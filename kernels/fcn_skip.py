@@ -43,20 +43,21 @@ def _aot_configs():
             for i64 in (False, True) if dt == "fp16" else (False,):
                 common = {"SCORE": score, "PRECISION": prec, "UPCAST": False, "ACC_FP64": fp64,
                           "INDEX_64": i64}
-                rows.append(("_fwd_kernel", {**common, "HAS_BIAS": score, "BP": BP, "BK": BK, "BC": BC},
+                rows.append(("_fcn_skip_fwd_kernel",
+                             {**common, "HAS_BIAS": score, "BP": BP, "BK": BK, "BC": BC},
                              (dt,), {"num_warps": NUM_WARPS}))
-                rows.append(("_skip_grad_kernel", {**common, "BP": BP, "BC": BC, "BK": BK}, (dt,),
-                             {"num_warps": NUM_WARPS}))
+                rows.append(("_fcn_skip_bwd_kernel", {**common, "BP": BP, "BC": BC, "BK": BK},
+                             (dt,), {"num_warps": NUM_WARPS}))
     return rows
 
 
 @triton.jit
-def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
-                cs0, cs1, cs2, cs3, ss0, ss1, ss2, ss3, ws0, ws1, os0, os1, os2, os3,
-                K, CS, CH, CW, OH, OW, P, off_h, off_w, scale,
-                SCORE: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-                UPCAST: tl.constexpr, ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
-                BP: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr):
+def _fcn_skip_fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr,
+                         wlam_ptr, cs0, cs1, cs2, cs3, ss0, ss1, ss2, ss3, ws0, ws1, os0, os1, os2,
+                         os3, K, CS, CH, CW, OH, OW, P, off_h, off_w, scale,
+                         SCORE: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+                         UPCAST: tl.constexpr, ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
+                         BP: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr):
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
     p = tl.program_id(0).to(idx_t) * BP + tl.arange(0, BP)
@@ -93,11 +94,11 @@ def _fwd_kernel(c_ptr, s_ptr, w_ptr, b_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_pt
 
 
 @triton.jit
-def _skip_grad_kernel(g_ptr, w_ptr, gx_ptr, gs0, gs1, gs2, gs3, ws0, ws1, xs0, xs1, xs2, xs3,
-                      K, CS, HS, WS, OH, OW, P, off_h, off_w, scale,
-                      SCORE: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                      ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
-                      BP: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr):
+def _fcn_skip_bwd_kernel(g_ptr, w_ptr, gx_ptr, gs0, gs1, gs2, gs3, ws0, ws1, xs0, xs1, xs2, xs3,
+                         K, CS, HS, WS, OH, OW, P, off_h, off_w, scale,
+                         SCORE: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                         ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
+                         BP: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr):
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
     p = tl.program_id(0).to(idx_t) * BP + tl.arange(0, BP)  # skip positions (n, h, w)
@@ -142,12 +143,13 @@ def forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, scale, allow_
     b = bias if bias is not None else out
     ws = weight.stride() if weight is not None else (0, 0)
     grid = (triton.cdiv(P, BP), triton.cdiv(K, BK))
-    _fwd_kernel[grid](coarse, skip, w, b, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1],
-                      *coarse.stride(), *skip.stride(), *ws, *out.stride(), K, skip.shape[1],
-                      coarse.shape[2], coarse.shape[3], OH, OW,
-                      P, offset[0], offset[1], float(scale), SCORE=weight is not None,
-                      HAS_BIAS=bias is not None, INDEX_64=_needs_int64(coarse, skip, out, w),
-                      BP=BP, BK=BK, BC=BC, num_warps=NUM_WARPS, **_flags(coarse.dtype, allow_tf32))
+    _fcn_skip_fwd_kernel[grid](
+        coarse, skip, w, b, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1],
+        *coarse.stride(), *skip.stride(), *ws, *out.stride(), K, skip.shape[1],
+        coarse.shape[2], coarse.shape[3], OH, OW,
+        P, offset[0], offset[1], float(scale), SCORE=weight is not None,
+        HAS_BIAS=bias is not None, INDEX_64=_needs_int64(coarse, skip, out, w),
+        BP=BP, BK=BK, BC=BC, num_warps=NUM_WARPS, **_flags(coarse.dtype, allow_tf32))
     return out
 
 
@@ -161,9 +163,10 @@ def skip_grad(grad_output, weight, grad_skip, offset, scale, allow_tf32):
     w = weight if weight is not None else grad_skip
     ws = weight.stride() if weight is not None else (0, 0)
     grid = (triton.cdiv(P, BP), triton.cdiv(CS, BC))
-    _skip_grad_kernel[grid](grad_output, w, grad_skip, *grad_output.stride(), *ws, *grad_skip.stride(),
-                            grad_output.shape[1], CS, HS, WS, grad_output.shape[2], grad_output.shape[3],
-                            P, offset[0], offset[1], float(scale), SCORE=weight is not None,
-                            INDEX_64=_needs_int64(grad_output, grad_skip, w), BP=BP, BC=BC, BK=BK,
-                            num_warps=NUM_WARPS, **_flags(grad_output.dtype, allow_tf32))
+    _fcn_skip_bwd_kernel[grid](
+        grad_output, w, grad_skip, *grad_output.stride(), *ws, *grad_skip.stride(),
+        grad_output.shape[1], CS, HS, WS, grad_output.shape[2], grad_output.shape[3],
+        P, offset[0], offset[1], float(scale), SCORE=weight is not None,
+        INDEX_64=_needs_int64(grad_output, grad_skip, w), BP=BP, BC=BC, BK=BK,
+        num_warps=NUM_WARPS, **_flags(grad_output.dtype, allow_tf32))
     return grad_skip

@@ -21,12 +21,13 @@ NUM_WARPS = 4
 BITS = 64
 
 # Every compile-time configuration the launcher uses: (kernel name, constexprs, dtypes of masks).
-CONFIGS = [("_coverage_kernel", {"INDEX_64": i64, "BLOCK": BLOCK}, ["u8"]) for i64 in (False, True)]
+CONFIGS = [("_instance_coverage_kernel", {"INDEX_64": i64, "BLOCK": BLOCK}, ["u8"])
+           for i64 in (False, True)]
 
 
 @triton.jit
-def _coverage_kernel(masks_ptr, order_ptr, cov_ptr, HW, W, NW, K, s0, s1, s2,
-                     INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+def _instance_coverage_kernel(masks_ptr, order_ptr, cov_ptr, HW, W, NW, K, s0, s1, s2,
+                              INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
     p = tl.program_id(0).to(idx_t) * BLOCK + tl.arange(0, BLOCK).to(idx_t)
     j = tl.program_id(1)
@@ -61,6 +62,6 @@ def forward(masks, order, out):
         masks = masks.view(torch.uint8)
     index_64 = _needs_int64(masks) or H * W * NW + BLOCK >= 2**30
     grid = (triton.cdiv(H * W, BLOCK), NW)
-    _coverage_kernel[grid](masks, order, out, H * W, W, NW, K, *masks.stride(),
-                           INDEX_64=index_64, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    _instance_coverage_kernel[grid](masks, order, out, H * W, W, NW, K, *masks.stride(),
+                                    INDEX_64=index_64, BLOCK=BLOCK, num_warps=NUM_WARPS)
     return out

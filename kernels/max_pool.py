@@ -28,7 +28,7 @@ NUM_WARPS = 8  # 1 element per thread: no spills in the AOT table, <= 51 registe
 CONFIGS = [
     (name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "COMPACT": cp, "ACC_FP64": f64, "BLOCK": BLOCK},
      *([["fp64"]] if f64 else []))
-    for name in ("_forward_kernel", "_backward_kernel") for f64 in (False, True)
+    for name in ("_max_pool2d_fwd_kernel", "_max_pool2d_bwd_kernel") for f64 in (False, True)
     for cl in (False, True) for i64 in (False, True) for cp in (False, True)
 ]
 
@@ -40,10 +40,10 @@ def _first_tap(h0, D):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, out_ptr, idx_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, os3,
-                    is0, is1, is2, is3, C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
-                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, COMPACT: tl.constexpr,
-                    ACC_FP64: tl.constexpr, BLOCK: tl.constexpr):
+def _max_pool2d_fwd_kernel(x_ptr, out_ptr, idx_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, os3, is0,
+                           is1, is2, is3, C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
+                           CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
+                           COMPACT: tl.constexpr, ACC_FP64: tl.constexpr, BLOCK: tl.constexpr):
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
@@ -78,10 +78,10 @@ def _forward_kernel(x_ptr, out_ptr, idx_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, 
 
 
 @triton.jit
-def _backward_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2, is3,
-                     xs0, xs1, xs2, xs3, C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
-                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, COMPACT: tl.constexpr,
-                     ACC_FP64: tl.constexpr, BLOCK: tl.constexpr):
+def _max_pool2d_bwd_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2, is3, xs0,
+                           xs1, xs2, xs3, C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
+                           CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
+                           COMPACT: tl.constexpr, ACC_FP64: tl.constexpr, BLOCK: tl.constexpr):
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
@@ -120,7 +120,7 @@ def forward(input, out, indices, kernel_size, stride, padding, dilation):
     _, C, H, W = input.shape
     OH, OW = out.shape[2], out.shape[3]
     (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel_size, stride, padding, dilation
-    _forward_kernel[(triton.cdiv(total, BLOCK),)](
+    _max_pool2d_fwd_kernel[(triton.cdiv(total, BLOCK),)](
         input, out, indices, *input.stride(), *out.stride(), *indices.stride(),
         C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
         CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, out, indices),
@@ -140,7 +140,7 @@ def backward(grad_output, indices, grad_input, kernel_size, stride, padding, dil
     _, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel_size, stride, padding, dilation
-    _backward_kernel[(triton.cdiv(total, BLOCK),)](
+    _max_pool2d_bwd_kernel[(triton.cdiv(total, BLOCK),)](
         grad_output, indices, grad_input, *grad_output.stride(), *indices.stride(),
         *grad_input.stride(), C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
         CHANNELS_LAST=_is_channels_last(grad_input),

@@ -8,13 +8,14 @@ Math (``torch.nn.functional.max_unpool2d``)::
 
     grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]
 
-Forward, kernel == stride (SegNet): ``_gather_kernel`` writes every output element exactly once:
-the owner of output (oh, ow) is input ((oh + ph) // sh, (ow + pw) // sw), and the output takes the
-owner's value if the owner's index points at it, else 0. Indices outside their own window are
-legal; the gather flags their plane, and the three scatter kernels redo the flagged planes:
-``_scatter_init_kernel`` (out := 0, winner := -1), ``_scatter_argmax_kernel`` (atomic max of the
-input position into winner[target]) and ``_scatter_write_kernel`` (write where the winner is this
-position) give the later-wins result whatever the execution order. Without the gather (kernel !=
+Forward, kernel == stride (SegNet): ``_max_unpool2d_gather_kernel`` writes every output element
+exactly once: the owner of output (oh, ow) is input ((oh + ph) // sh, (ow + pw) // sw), and the
+output takes the owner's value if the owner's index points at it, else 0. Indices outside their
+own window are legal; the gather flags their plane, and the three scatter kernels redo the flagged
+planes: ``_max_unpool2d_scatter_init_kernel`` (out := 0, winner := -1),
+``_max_unpool2d_scatter_argmax_kernel`` (atomic max of the input position into winner[target])
+and ``_max_unpool2d_scatter_write_kernel`` (write where the winner is this position) give the
+later-wins result whatever the execution order. Without the gather (kernel !=
 stride) every plane takes the scatter. Indices outside [0, OH*OW) are never used as an address.
 
 Compact indices (uint8, ``COMPACT``): the window offset ``k = kh * KW + kw`` of pooled element
@@ -38,13 +39,13 @@ MAX_SPLITS = 16
 # Every compile-time configuration the launchers below use: (kernel name, constexprs).
 CONFIGS = [
     *[(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "COMPACT": cp, "BLOCK": BLOCK})
-      for name in ("_gather_kernel", "_backward_kernel") for cl in (False, True)
-      for i64 in (False, True) for cp in (False, True)],
-    ("_scatter_init_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
-    ("_scatter_init_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
+      for name in ("_max_unpool2d_gather_kernel", "_max_unpool2d_bwd_kernel")
+      for cl in (False, True) for i64 in (False, True) for cp in (False, True)],
+    ("_max_unpool2d_scatter_init_kernel", {"HAS_FLAGS": True, "BLOCK": BLOCK}),
+    ("_max_unpool2d_scatter_init_kernel", {"HAS_FLAGS": False, "BLOCK": BLOCK}),
     *[(name, {"HAS_FLAGS": flags, "COMPACT": cp, "BLOCK": BLOCK})
-      for name in ("_scatter_argmax_kernel", "_scatter_write_kernel") for flags in (True, False)
-      for cp in (False, True)],
+      for name in ("_max_unpool2d_scatter_argmax_kernel", "_max_unpool2d_scatter_write_kernel")
+      for flags in (True, False) for cp in (False, True)],
 ]
 
 
@@ -64,11 +65,11 @@ def _target(raw, ih, iw, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, COMPACT: tl.con
 
 
 @triton.jit
-def _gather_kernel(x_ptr, idx_ptr, out_ptr, flags_ptr,
-                   xs0, xs1, xs2, xs3, is0, is1, is2, is3, os0, os1, os2, os3,
-                   C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, total,
-                   CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, COMPACT: tl.constexpr,
-                   BLOCK: tl.constexpr):
+def _max_unpool2d_gather_kernel(x_ptr, idx_ptr, out_ptr, flags_ptr, xs0, xs1, xs2, xs3, is0, is1,
+                                is2, is3, os0, os1, os2, os3, C, H, W, OH, OW, KH, KW, SH, SW, PH,
+                                PW, DH, DW, total,
+                                CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
+                                COMPACT: tl.constexpr, BLOCK: tl.constexpr):
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
@@ -101,8 +102,8 @@ def _plane_extent(flags_ptr, pl, size, HAS_FLAGS: tl.constexpr):
 
 
 @triton.jit
-def _scatter_init_kernel(out_ptr, winner_ptr, flags_ptr, os0, os1, os2, os3, C, OH, OW,
-                         HAS_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
+def _max_unpool2d_scatter_init_kernel(out_ptr, winner_ptr, flags_ptr, os0, os1, os2, os3, C, OH, OW,
+                                      HAS_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
     pl = tl.program_id(0).to(tl.int64)
     n = pl // C
     c = pl % C
@@ -133,9 +134,10 @@ def _input_block(idx_ptr, n, c, is0, is1, is2, is3, H, W, plane, start, KH, KW, 
 
 
 @triton.jit
-def _scatter_argmax_kernel(idx_ptr, winner_ptr, flags_ptr, is0, is1, is2, is3, C, H, W, plane,
-                           KH, KW, SH, SW, PH, PW, DH, DW, OH, OW,
-                           HAS_FLAGS: tl.constexpr, COMPACT: tl.constexpr, BLOCK: tl.constexpr):
+def _max_unpool2d_scatter_argmax_kernel(idx_ptr, winner_ptr, flags_ptr, is0, is1, is2, is3, C, H, W,
+                                        plane, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW,
+                                        HAS_FLAGS: tl.constexpr, COMPACT: tl.constexpr,
+                                        BLOCK: tl.constexpr):
     pl = tl.program_id(0).to(tl.int64)
     n = pl // C
     c = pl % C
@@ -147,10 +149,11 @@ def _scatter_argmax_kernel(idx_ptr, winner_ptr, flags_ptr, is0, is1, is2, is3, C
 
 
 @triton.jit
-def _scatter_write_kernel(x_ptr, idx_ptr, out_ptr, winner_ptr, flags_ptr,
-                          xs0, xs1, xs2, xs3, is0, is1, is2, is3, os0, os1, os2, os3,
-                          C, H, W, OW, plane, KH, KW, SH, SW, PH, PW, DH, DW, OH,
-                          HAS_FLAGS: tl.constexpr, COMPACT: tl.constexpr, BLOCK: tl.constexpr):
+def _max_unpool2d_scatter_write_kernel(x_ptr, idx_ptr, out_ptr, winner_ptr, flags_ptr, xs0, xs1,
+                                       xs2, xs3, is0, is1, is2, is3, os0, os1, os2, os3, C, H, W,
+                                       OW, plane, KH, KW, SH, SW, PH, PW, DH, DW, OH,
+                                       HAS_FLAGS: tl.constexpr, COMPACT: tl.constexpr,
+                                       BLOCK: tl.constexpr):
     pl = tl.program_id(0).to(tl.int64)
     n = pl // C
     c = pl % C
@@ -167,10 +170,11 @@ def _scatter_write_kernel(x_ptr, idx_ptr, out_ptr, winner_ptr, flags_ptr,
 
 
 @triton.jit
-def _backward_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2, is3,
-                     xs0, xs1, xs2, xs3, C, H, W, OW, plane, KH, KW, SH, SW, PH, PW, DH, DW, OH,
-                     total, CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
-                     COMPACT: tl.constexpr, BLOCK: tl.constexpr):
+def _max_unpool2d_bwd_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1, is2, is3, xs0,
+                             xs1, xs2, xs3, C, H, W, OW, plane, KH, KW, SH, SW, PH, PW, DH, DW, OH,
+                             total,
+                             CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
+                             COMPACT: tl.constexpr, BLOCK: tl.constexpr):
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, c, ih, iw = _decompose(l, C, H, W, CHANNELS_LAST)
@@ -207,20 +211,22 @@ def forward(input, indices, out, kernel_size, stride, padding, gather, dilation=
     flags = torch.zeros(N * C, dtype=torch.int32, device=input.device) if gather else winner
     if gather:
         total = out.numel()
-        _gather_kernel[(triton.cdiv(total, BLOCK),)](
+        _max_unpool2d_gather_kernel[(triton.cdiv(total, BLOCK),)](
             input, indices, out, flags, *input.stride(), *indices.stride(), *out.stride(),
             C, H, W, OH, OW, *win, total,
             CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, indices, out),
             COMPACT=compact, BLOCK=BLOCK, num_warps=NUM_WARPS)
     grid = _plane_grid(N * C, max(plane, H * W))
-    _scatter_init_kernel[grid](out, winner, flags, *out.stride(), C, OH, OW,
-                               HAS_FLAGS=gather, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    _scatter_argmax_kernel[grid](indices, winner, flags, *indices.stride(), C, H, W, plane,
-                                 *win, OH, OW, HAS_FLAGS=gather, COMPACT=compact, BLOCK=BLOCK,
-                                 num_warps=NUM_WARPS)
-    _scatter_write_kernel[grid](input, indices, out, winner, flags, *input.stride(),
-                                *indices.stride(), *out.stride(), C, H, W, OW, plane, *win, OH,
-                                HAS_FLAGS=gather, COMPACT=compact, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    _max_unpool2d_scatter_init_kernel[grid](
+        out, winner, flags, *out.stride(), C, OH, OW,
+        HAS_FLAGS=gather, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    _max_unpool2d_scatter_argmax_kernel[grid](
+        indices, winner, flags, *indices.stride(), C, H, W, plane, *win, OH, OW,
+        HAS_FLAGS=gather, COMPACT=compact, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    _max_unpool2d_scatter_write_kernel[grid](
+        input, indices, out, winner, flags, *input.stride(), *indices.stride(), *out.stride(),
+        C, H, W, OW, plane, *win, OH,
+        HAS_FLAGS=gather, COMPACT=compact, BLOCK=BLOCK, num_warps=NUM_WARPS)
     return out
 
 
@@ -237,7 +243,7 @@ def backward(grad_output, indices, grad_input, kernel_size=(1, 1), stride=(1, 1)
     if total == 0:
         return grad_input
     (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel_size, stride, padding, dilation
-    _backward_kernel[(triton.cdiv(total, BLOCK),)](
+    _max_unpool2d_bwd_kernel[(triton.cdiv(total, BLOCK),)](
         grad_output, indices, grad_input, *grad_output.stride(), *indices.stride(),
         *grad_input.stride(), C, H, W, OW, OH * OW, KH, KW, SH, SW, PH, PW, DH, DW, OH, total,
         CHANNELS_LAST=_is_channels_last(grad_input),

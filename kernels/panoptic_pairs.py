@@ -11,13 +11,14 @@ a fixed-step binary search: the steps are the powers of two from ``top`` (the la
 row length) down to 1, the same for every pixel, so a block of pixels searches in lockstep with
 gather loads from the (tiny, cached) table row.
 
-Pass 1, ``_histogram_kernel``: program ``pid = prog * N + n`` owns the contiguous pixel range
-[prog * per_prog, (prog + 1) * per_prog) of image n and counts its bins ``gi * (P + 1) + pj`` in
-a private int32 histogram (``tl.histogram`` per block of pixels, summed over the range); it writes
-the histogram as int64 into row ``pid`` of the partials buffer (programs * N, bins), that is row
-``prog`` of (programs, N * bins). Bin slices: a histogram has at most ``MAX_BINS`` bins; for more
-bins the second grid axis is the bin slice (each slice program re-reads its pixel range and counts
-only its bins). Pass 2, ``_reduce_kernel`` (the confusion matrix's second pass, ``sum_rows``) over
+Pass 1, ``_panoptic_pair_counts_histogram_kernel``: program ``pid = prog * N + n`` owns the
+contiguous pixel range [prog * per_prog, (prog + 1) * per_prog) of image n and counts its bins
+``gi * (P + 1) + pj`` in a private int32 histogram (``tl.histogram`` per block of pixels, summed
+over the range); it writes the histogram as int64 into row ``pid`` of the partials buffer
+(programs * N, bins), that is row ``prog`` of (programs, N * bins). Bin slices: a histogram has at
+most ``MAX_BINS`` bins; for more bins the second grid axis is the bin slice (each slice program
+re-reads its pixel range and counts only its bins). Pass 2, ``_panoptic_pair_counts_reduce_kernel``
+(``sum_rows`` of kernels/_common.py, as the confusion matrix's second pass) over
 (programs, N * bins): counts[n, b] = sum over prog = 0, 1, ... of the partials, in that fixed
 order. No atomics at all.
 The index math mirrors ``csrc/common/panoptic_pairs.h``.
@@ -26,16 +27,17 @@ import triton
 import triton.language as tl
 
 from ._common import _needs_int64, launcher, sum_rows, triton_interpret
-from .confusion_matrix import BLOCK, MAX_BINS, MAX_SLICES, NUM_WARPS, REDUCE_BLOCK, num_bins, programs
+from .confusion_matrix import (BLOCK, MAX_BINS, MAX_SLICES, NUM_WARPS, REDUCE_BLOCK, num_bins,
+                               programs)
 
 MAX_IMAGE_BINS = MAX_BINS * MAX_SLICES  # (G + 1) * (P + 1) the Triton path serves
 
 # Every compile-time configuration the launcher below uses: (kernel name, constexprs, dtypes of
 # the id maps). The tables and partials are int64 whatever the maps' dtype.
 CONFIGS = [
-    *[("_histogram_kernel", {"INDEX_64": i64, "NBINS": nb, "BLOCK": BLOCK}, ["i32", "i64"])
-      for i64 in (False, True) for nb in (256, 512, 1024, 2048)],
-    ("_reduce_kernel", {"BLOCK": REDUCE_BLOCK}, ["i64"]),
+    *[("_panoptic_pair_counts_histogram_kernel", {"INDEX_64": i64, "NBINS": nb, "BLOCK": BLOCK},
+       ["i32", "i64"]) for i64 in (False, True) for nb in (256, 512, 1024, 2048)],
+    ("_panoptic_pair_counts_reduce_kernel", {"BLOCK": REDUCE_BLOCK}, ["i64"]),
 ]
 
 
@@ -58,9 +60,11 @@ def _lookup(row_ptr, length, top, x, live):
 
 
 @triton.jit(do_not_specialize=["g_top", "p_top"])  # a step of 1 must stay a loop variable
-def _histogram_kernel(gt_ptr, pred_ptr, gids_ptr, pids_ptr, hist_ptr, N, HW, W,
-                      gs0, gs1, gs2, ps0, ps1, ps2, G, P, g_top, p_top, bins, per_prog,
-                      INDEX_64: tl.constexpr, NBINS: tl.constexpr, BLOCK: tl.constexpr):
+def _panoptic_pair_counts_histogram_kernel(gt_ptr, pred_ptr, gids_ptr, pids_ptr, hist_ptr, N, HW, W,
+                                           gs0, gs1, gs2, ps0, ps1, ps2, G, P, g_top, p_top, bins,
+                                           per_prog,
+                                           INDEX_64: tl.constexpr, NBINS: tl.constexpr,
+                                           BLOCK: tl.constexpr):
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
     pid = tl.program_id(0)
     n = pid % N
@@ -90,7 +94,7 @@ def _histogram_kernel(gt_ptr, pred_ptr, gids_ptr, pids_ptr, hist_ptr, N, HW, W,
 
 
 @triton.jit
-def _reduce_kernel(hist_ptr, out_ptr, P, NB, BLOCK: tl.constexpr):
+def _panoptic_pair_counts_reduce_kernel(hist_ptr, out_ptr, P, NB, BLOCK: tl.constexpr):
     sum_rows(hist_ptr, out_ptr, P, NB, BLOCK)  # rows prog = 0, 1, ..., P - 1: a fixed order
 
 
@@ -121,9 +125,9 @@ def forward(gt, pred, gt_ids, pred_ids, out):
     # An empty table is never read (its search has no steps); any int64 tensor stands in for it.
     gids = gt_ids if G else out
     pids = pred_ids if P else out
-    _histogram_kernel[(progs * N, slices)](
+    _panoptic_pair_counts_histogram_kernel[(progs * N, slices)](
         gt, pred, gids, pids, hist, N, HW, W, *gt.stride(), *pred.stride(), G, P, top_step(G),
         top_step(P), bins, per, INDEX_64=index_64, NBINS=nb, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    _reduce_kernel[(triton.cdiv(N * bins, REDUCE_BLOCK),)](hist, out, progs, N * bins,
-                                                           BLOCK=REDUCE_BLOCK, num_warps=NUM_WARPS)
+    _panoptic_pair_counts_reduce_kernel[(triton.cdiv(N * bins, REDUCE_BLOCK),)](
+        hist, out, progs, N * bins, BLOCK=REDUCE_BLOCK, num_warps=NUM_WARPS)
     return out

@@ -17,14 +17,16 @@ from ._common import _decompose, _is_channels_last, _needs_int64, _positions, la
 BLOCK = 1024
 NUM_WARPS = 8
 
-CONFIGS = [("_shuffle_kernel", {"UPSCALE": up, "CHANNELS_LAST": cl, "INDEX_64": i64, "BLOCK": BLOCK})
+CONFIGS = [("_pixel_shuffle_kernel",
+            {"UPSCALE": up, "CHANNELS_LAST": cl, "INDEX_64": i64, "BLOCK": BLOCK})
            for up in (True, False) for cl in (False, True) for i64 in (False, True)]
 
 
 @triton.jit
-def _shuffle_kernel(x_ptr, out_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, os3, OC, OH, OW, r, total,
-                    UPSCALE: tl.constexpr, CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
-                    BLOCK: tl.constexpr):
+def _pixel_shuffle_kernel(x_ptr, out_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, os3, OC, OH, OW, r,
+                          total,
+                          UPSCALE: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+                          INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
     n, oc, oh, ow = _decompose(l, OC, OH, OW, CHANNELS_LAST)
@@ -48,7 +50,7 @@ def shuffle(input, out, factor, upscale):
     total = out.numel()
     if total == 0:
         return out
-    _shuffle_kernel[(triton.cdiv(total, BLOCK),)](
+    _pixel_shuffle_kernel[(triton.cdiv(total, BLOCK),)](
         input, out, *input.stride(), *out.stride(), out.shape[1], out.shape[2], out.shape[3],
         factor, total, UPSCALE=upscale, CHANNELS_LAST=_is_channels_last(out),
         INDEX_64=_needs_int64(input, out), BLOCK=BLOCK, num_warps=NUM_WARPS)

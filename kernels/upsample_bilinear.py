@@ -35,16 +35,19 @@ NUM_WARPS = 4
 # (kernel, constexprs[, data dtypes]): fp64 data accumulates in fp64, everything else in fp32.
 CONFIGS = [(name, {"CHANNELS_LAST": cl, "INDEX_64": i64, "ACC_FP64": fp64, "BLOCK": BLOCK, **extra},
             ("fp64",) if fp64 else ("fp32", "fp16", "bf16"))
-           for name, extra in (("_forward_kernel", {"CONCAT": False}),
-                               ("_forward_kernel", {"CONCAT": True}), ("_backward_kernel", {}))
+           for name, extra in (("_upsample_bilinear2d_fwd_kernel", {"CONCAT": False}),
+                               ("_upsample_bilinear2d_fwd_kernel", {"CONCAT": True}),
+                               ("_upsample_bilinear2d_bwd_kernel", {}))
            for cl in (False, True) for i64 in (False, True) for fp64 in (False, True)]
 
 
 @triton.jit
-def _forward_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
-                    xs0, xs1, xs2, xs3, ss0, ss1, ss2, ss3, os0, os1, os2, os3, C, CX, H, W, OH, OW, total,
-                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, ACC_FP64: tl.constexpr,
-                    CONCAT: tl.constexpr, BLOCK: tl.constexpr):
+def _upsample_bilinear2d_fwd_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_ptr,
+                                    xs0, xs1, xs2, xs3, ss0, ss1, ss2, ss3, os0, os1, os2, os3, C,
+                                    CX, H, W, OH, OW, total,
+                                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
+                                    ACC_FP64: tl.constexpr, CONCAT: tl.constexpr,
+                                    BLOCK: tl.constexpr):
     acc: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     n, c, oh, ow = _decompose(l, C, OH, OW, CHANNELS_LAST)
@@ -63,8 +66,8 @@ def _forward_kernel(x_ptr, s_ptr, out_ptr, hidx_ptr, hlam_ptr, widx_ptr, wlam_pt
     w1 = tl.load(widx_ptr + OW + ow, mask=live, other=0)
     lw0 = tl.load(wlam_ptr + ow, mask=live, other=0.0).to(acc)
     lw1 = tl.load(wlam_ptr + OW + ow, mask=live, other=0.0).to(acc)
-    v = bilinear_gather(x_ptr + n * xs0 + c * xs1, H, W, xs2, xs3, h0, h1, w0, w1, lh0, lh1, lw0, lw1,
-                        live, acc)
+    v = bilinear_gather(x_ptr + n * xs0 + c * xs1, H, W, xs2, xs3, h0, h1, w0, w1,
+                        lh0, lh1, lw0, lw1, live, acc)
     tl.store(o_ptr, v.to(out_ptr.dtype.element_ty), mask=live)
 
 
@@ -79,10 +82,11 @@ def _tap_weight(idx_ptr, lam_ptr, o, i, OUT, mask):
 
 
 @triton.jit
-def _backward_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr, wlam_ptr, wrng_ptr,
-                     gs0, gs1, gs2, gs3, xs0, xs1, xs2, xs3, C, H, W, OH, OW, MAXH, MAXW, total,
-                     CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr, ACC_FP64: tl.constexpr,
-                     BLOCK: tl.constexpr):
+def _upsample_bilinear2d_bwd_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr, widx_ptr,
+                                    wlam_ptr, wrng_ptr, gs0, gs1, gs2, gs3, xs0, xs1, xs2, xs3, C,
+                                    H, W, OH, OW, MAXH, MAXW, total,
+                                    CHANNELS_LAST: tl.constexpr, INDEX_64: tl.constexpr,
+                                    ACC_FP64: tl.constexpr, BLOCK: tl.constexpr):
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
@@ -117,7 +121,7 @@ def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
     if total == 0:
         return out
     s = input if skip is None else skip
-    _forward_kernel[(triton.cdiv(total, BLOCK),)](
+    _upsample_bilinear2d_fwd_kernel[(triton.cdiv(total, BLOCK),)](
         input, s, out, h_idx, h_lam, w_idx, w_lam, *input.stride(), *s.stride(), *out.stride(),
         out.shape[1], input.shape[1], input.shape[2], input.shape[3], out.shape[2], out.shape[3], total,
         CHANNELS_LAST=_is_channels_last(out), INDEX_64=_needs_int64(input, s, out),
@@ -134,7 +138,7 @@ def backward(grad_output, grad_input, h_tables, w_tables, max_h, max_w):
         return grad_input
     _, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
-    _backward_kernel[(triton.cdiv(total, BLOCK),)](
+    _upsample_bilinear2d_bwd_kernel[(triton.cdiv(total, BLOCK),)](
         grad_output, grad_input, *h_tables, *w_tables, *grad_output.stride(), *grad_input.stride(),
         C, H, W, OH, OW, max_h, max_w, total, CHANNELS_LAST=_is_channels_last(grad_input),
         INDEX_64=_needs_int64(grad_output, grad_input), ACC_FP64=grad_input.dtype == torch.float64,

@@ -147,7 +147,8 @@ def triton_kernels():
 
 
 def _cuda_base_name(name):
-    """'void max_unpool::gather_kernel<float, long, int>(...)' -> 'max_unpool::gather_kernel'."""
+    """'void max_unpool::max_unpool2d_gather_kernel<float, long, int>(...)' ->
+    'max_unpool::max_unpool2d_gather_kernel'."""
     name = re.sub(r"^void\s+", "", name.strip())
     return re.split(r"[<(]", name, maxsplit=1)[0].strip()
 

@@ -46,13 +46,14 @@ def test_every_config_compiles_for_sm80_and_sm90(module, capsys):
 
     mod = importlib.import_module(f"pydense.kernels.{module}")
     rows = compile_rows(module)
+    width = max([len(r["kernel"]) for r in rows] + [6])
     lines = [f"Triton AOT resource table: pydense.kernels.{module}",
-             f"{'kernel':<18} {'constexprs':<58} {'warps/stages':<12} {'dtype':<5} {'target':<6} "
+             f"{'kernel':<{width}} {'constexprs':<58} {'warps/stages':<12} {'dtype':<5} {'target':<6} "
              f"{'smem B':>7} {'regs':>5} {'spill B':>7} {'s':>5}"]
     def warps_stages(r):
         return f"{r['options']['num_warps']}/{r['options'].get('num_stages', '-')}"
 
-    lines += [f"{r['kernel']:<18} {json.dumps(r['constexprs']):<58} {warps_stages(r):<12} "
+    lines += [f"{r['kernel']:<{width}} {json.dumps(r['constexprs']):<58} {warps_stages(r):<12} "
               f"{r['dtype']:<5} {r['target']:<6} {r['shared_bytes']:>7} {r['registers']!s:>5} "
               f"{r['spill_bytes']!s:>7} {r['seconds']:>5}" for r in rows]
     with capsys.disabled():  # the table belongs in the test log

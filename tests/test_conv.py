@@ -379,7 +379,7 @@ def test_fixed_tiles_are_shape_derived_and_shipped(monkeypatch):
     assert kernels.gemm_tile(256, torch.float64, False) == kernels.FP64_TILE
     assert kernels.gemm_tile(256, torch.float16, True) == kernels.INDEX64_TILE
     names = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
-    for kernel in ("_fwd_kernel", "_dgrad_kernel"):
+    for kernel in ("_conv2d_fwd_kernel", "_conv2d_dgrad_kernel"):
         for dtype, dt in names.items():
             for n in (16, 64, 65, 512):
                 bm, bn, bk, nw, ns = kernels.gemm_tile(n, dtype, False)
@@ -396,7 +396,7 @@ def test_default_tiles_never_time(device, backend, monkeypatch):
     from pydense.kernels import conv as kernels
 
     calls = []
-    for tuned in (kernels._fwd_kernel_tuned, kernels._dgrad_kernel_tuned):
+    for tuned in (kernels._conv2d_fwd_kernel_tuned, kernels._conv2d_dgrad_kernel_tuned):
         real = tuned.run
         monkeypatch.setattr(tuned, "run", lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
     x, w, b, kw = conv_case(CONFIGS["grouped-s2"], torch.float32)

@@ -1,6 +1,10 @@
-"""The Triton host launchers run their kernels on the tensors' GPU, not the current one."""
+"""The Triton host launchers run their kernels on the tensors' GPU, not the current one; every
+Triton and CUDA kernel is named after its op."""
+import ast
+import glob
 import importlib
 import inspect
+import os
 import pkgutil
 import re
 
@@ -108,3 +112,112 @@ def test_triton_op_on_second_gpu_while_first_is_current():
     assert out.device == x.device
     torch.testing.assert_close(out, torch.nn.functional.max_unpool2d(y, idx, 2))
     torch.testing.assert_close(up, torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel names: a profile (torch.profiler, nsys, compute-sanitizer) names the op of every kernel.
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The op (its key in pydense/ops/registry.py) whose name every kernel of a Triton module
+# (kernels/<module>.py or the package kernels/<module>/) and of a CUDA source (csrc/cuda/<file>.cu)
+# starts with: _<op>_<role>_kernel (Triton), <op>_<role>_kernel (CUDA), the role optional.
+KERNEL_OPS = {"confusion_matrix": "confusion_matrix", "conv": "conv2d", "fcn_skip": "fcn_skip",
+              "instance_coverage": "instance_coverage", "max_pool": "max_pool2d",
+              "max_unpool": "max_unpool2d", "panoptic_pairs": "panoptic_pair_counts",
+              "pixel_shuffle": "pixel_shuffle", "upsample_bilinear": "upsample_bilinear2d"}
+CUDA_OPS = {**KERNEL_OPS, "conv_tensorcore": "conv2d"}
+ROLE = r"(_[a-z0-9]+)*_kernel"  # e.g. _fwd, _dgrad, _wgrad_reduce, _scatter_init, or none
+
+
+def _is_triton_jit(decorator):
+    d = decorator.func if isinstance(decorator, ast.Call) else decorator  # @triton.jit(...) too
+    return (isinstance(d, ast.Attribute) and d.attr == "jit" and isinstance(d.value, ast.Name)
+            and d.value.id == "triton")
+
+
+def triton_jit_functions():
+    """{module: [(file, name), ...]} of every @triton.jit function under kernels/, read from the
+    source (module: the top-level module or package of kernels/ the file belongs to)."""
+    found = {}
+    base = os.path.join(ROOT, "kernels")
+    for path in sorted(glob.glob(os.path.join(base, "**", "*.py"), recursive=True)):
+        rel = os.path.relpath(path, base)
+        module = rel.split(os.sep)[0].removesuffix(".py")
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and any(map(_is_triton_jit, node.decorator_list)):
+                found.setdefault(module, []).append((rel, node.name))
+    return found
+
+
+def triton_kernels(module):
+    """The kernels of a kernels/ module: the names its CONFIGS (the AOT table) compiles."""
+    return {row[0] for row in importlib.import_module(f"pydense.kernels.{module}").CONFIGS}
+
+
+def test_triton_kernels_are_named_after_their_op():
+    """Every Triton kernel is ``_<op>_<role>_kernel`` for its module's op, the names are unique
+    across kernels/, every kernel is in its module's AOT table (CONFIGS) and every @triton.jit
+    function of the table is one (device helpers never end in _kernel), and an autotuned
+    kernel's wrapper is ``<kernel>_tuned``."""
+    from triton.runtime.autotuner import Autotuner
+
+    jit = triton_jit_functions()
+    assert set(jit) - {"_common"} == set(KERNEL_OPS)
+    seen, count = {}, 0
+    for module, functions in sorted(jit.items()):
+        kernels = triton_kernels(module) if module in KERNEL_OPS else set()
+        names = {name for _, name in functions}
+        assert kernels <= names, f"kernels/{module}: CONFIGS names {kernels - names}"
+        for path, name in functions:
+            assert name not in seen, f"{name} in kernels/{path} and kernels/{seen[name]}"
+            seen[name] = path
+            if name in kernels:
+                op = KERNEL_OPS[module]
+                assert re.fullmatch(rf"_{op}{ROLE}", name), f"kernels/{path}: {name} is not _{op}_..."
+                count += 1
+            else:
+                assert not name.endswith("_kernel"), f"kernels/{path}: {name} is not in CONFIGS"
+        if module in KERNEL_OPS:
+            package = importlib.import_module(f"pydense.kernels.{module}")
+            for attr, obj in vars(package).items():
+                if isinstance(obj, Autotuner):
+                    assert attr == obj.fn.__name__ + "_tuned" and obj.fn.__name__ in kernels, attr
+    assert count >= 20
+
+
+def cuda_global_functions(path):
+    """The names of the __global__ functions defined in a C++/CUDA file (comments stripped)."""
+    with open(path) as f:
+        text = re.sub(r"//[^\n]*|/\*.*?\*/", "", f.read(), flags=re.S)
+    return re.findall(r"__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(", text)
+
+
+def test_cuda_kernels_are_named_after_their_op():
+    """Every __global__ function of csrc/cuda/<file>.cu is ``<op>_<role>_kernel`` for the file's
+    op, the names are unique across the files, and no header defines a kernel (a kernel shared by
+    several ops would show up under one name for all of them)."""
+    seen = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu"))):
+        stem = os.path.basename(path)[:-3]
+        op = CUDA_OPS[stem]
+        names = cuda_global_functions(path)
+        assert names, path
+        for name in names:
+            assert re.fullmatch(rf"{op}{ROLE}", name), f"csrc/cuda/{stem}.cu: {name} is not {op}_..."
+            assert name not in seen, f"{name} in csrc/cuda/{stem}.cu and {seen[name]}"
+            seen[name] = path
+    for ext in ("h", "cuh", "cpp"):
+        for path in glob.glob(os.path.join(ROOT, "csrc", "**", f"*.{ext}"), recursive=True):
+            assert not cuda_global_functions(path), f"{path} defines a kernel"
+    assert len(seen) >= 20
+
+
+def test_kernel_ops_are_registered():
+    """The op of each kernel module is a registered op key whose Triton module it is."""
+    from pydense.ops import registry
+
+    for module, op in KERNEL_OPS.items():
+        assert registry.OPS[op].kernels == module, (module, op)
+    assert set(KERNEL_OPS) == {spec.kernels for spec in registry.OPS.values()}

@@ -54,10 +54,11 @@ __device__ __forceinline__ void decompose(I l, I C, I H, I W, bool channels_last
 }
 
 // out[b] = sum over rows r = 0..rows-1 of partials[r * cols + b], in that fixed order (one thread
-// per column b): the deterministic second pass of the histogram kernels.
+// per column b): the deterministic second pass of the histogram kernels, run by each op's own
+// <op>_reduce_kernel (so that a profile names the op).
 template <typename T>
-__global__ void sum_rows_kernel(const T* __restrict__ partials, T* __restrict__ out, int64_t rows,
-                                int64_t cols) {
+__device__ __forceinline__ void sum_rows(const T* __restrict__ partials, T* __restrict__ out,
+                                         int64_t rows, int64_t cols) {
   const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= cols) return;
   T acc = 0;

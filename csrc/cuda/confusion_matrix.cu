@@ -1,11 +1,12 @@
 // CUDA kernels of the segmentation confusion matrix, deterministic in two passes.
 //
-// Pass 1 (histogram_kernel): block b owns the contiguous pixel range [b * per_block, (b + 1) *
-// per_block) (threads stride through it, so loads are coalesced) and counts its bins t * K + p in
-// a private histogram: 32-bit counters in shared memory when K * K * 4 bytes fit (K <= 110), else
-// 64-bit counters in the block's own row of the zeroed partials buffer. Either way the counting
-// uses integer atomics only (exact whatever their order), and the block's histogram lands in row b
-// of partials (P, K * K) int64. Pass 2 (sum_rows_kernel, cuda_launch.cuh): cm[bin] = sum over
+// Pass 1 (confusion_matrix_histogram_kernel): block b owns the contiguous pixel range
+// [b * per_block, (b + 1) * per_block) (threads stride through it, so loads are coalesced) and
+// counts its bins t * K + p in a private histogram: 32-bit counters in shared memory when
+// K * K * 4 bytes fit (K <= 110), else 64-bit counters in the block's own row of the zeroed
+// partials buffer. Either way the counting uses integer atomics only (exact whatever their
+// order), and the block's histogram lands in row b of partials (P, K * K) int64. Pass 2
+// (confusion_matrix_reduce_kernel, with sum_rows of cuda_launch.cuh): cm[bin] = sum over
 // b = 0..P-1 in that fixed order, one thread per bin. No float atomics, no atomics across blocks.
 // Per-pixel math: csrc/common/confusion_matrix.h, shared with the CPU kernel.
 #include <ATen/Dispatch.h>
@@ -37,10 +38,11 @@ constexpr int64_t kSharedBinsMax = 12288;               // 48 KiB of 32-bit coun
 
 // pred: labels (LOGITS = false, strides ps.v[0..2]) or logits (N, K, H, W) with strides ps.v[0..3].
 template <typename P, typename T, bool LOGITS, typename I>
-__global__ void histogram_kernel(const P* __restrict__ pred, const T* __restrict__ target,
-                                 int64_t* __restrict__ partials, Strides4<I> ps, Strides4<I> ts,
-                                 I H, I W, I total, I per_block, int64_t K, int64_t ignore_index,
-                                 bool shared) {
+__global__ void confusion_matrix_histogram_kernel(const P* __restrict__ pred,
+                                                  const T* __restrict__ target,
+                                                  int64_t* __restrict__ partials, Strides4<I> ps,
+                                                  Strides4<I> ts, I H, I W, I total, I per_block,
+                                                  int64_t K, int64_t ignore_index, bool shared) {
   extern __shared__ unsigned int counts[];
   const int64_t KK = K * K;
   int64_t* mine = partials + int64_t(blockIdx.x) * KK;
@@ -85,6 +87,13 @@ __global__ void histogram_kernel(const P* __restrict__ pred, const T* __restrict
   }
 }
 
+// Pass 2: out[b] = sum over the rows of partials, in row order (sum_rows, cuda_launch.cuh).
+__global__ void confusion_matrix_reduce_kernel(const int64_t* __restrict__ partials,
+                                               int64_t* __restrict__ out, int64_t rows,
+                                               int64_t cols) {
+  sum_rows(partials, out, rows, cols);
+}
+
 void confusion_matrix_cuda(const at::Tensor& pred, const at::Tensor& target, int64_t K,
                            int64_t ignore_index, const at::Tensor& out) {
   check_args(pred, target, K, out);
@@ -120,7 +129,8 @@ void confusion_matrix_cuda(const at::Tensor& pred, const at::Tensor& target, int
     const auto launch = [&](const auto* p, auto is_logits, auto zero) {
       using P = std::remove_cv_t<std::remove_pointer_t<decltype(p)>>;
       using I = decltype(zero);
-      histogram_kernel<P, T, decltype(is_logits)::value, I><<<unsigned(blocks), kThreads, smem, stream>>>(
+      confusion_matrix_histogram_kernel<P, T, decltype(is_logits)::value, I>
+          <<<unsigned(blocks), kThreads, smem, stream>>>(
           p, target.const_data_ptr<T>(), partials.mutable_data_ptr<int64_t>(), strides(pred, zero),
           strides(target, zero), I(target.size(1)), I(target.size(2)), I(total), I(per_block), K,
           ignore_index, shared);
@@ -138,7 +148,7 @@ void confusion_matrix_cuda(const at::Tensor& pred, const at::Tensor& target, int
       });
     }
   });
-  sum_rows_kernel<<<unsigned((KK + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+  confusion_matrix_reduce_kernel<<<unsigned((KK + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
       partials.const_data_ptr<int64_t>(), out.mutable_data_ptr<int64_t>(), blocks, KK);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -30,11 +30,12 @@ using namespace pydense::cuda;
 // One thread per element of out in out's memory order; out is the convolution's output or, for
 // shuffle > 1, its pixel shuffle (then (c, yh, yw) are mapped to the convolution's (oc, oh, ow)).
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w,
-                               const scalar_t* __restrict__ bias, const scalar_t* __restrict__ res,
-                               scalar_t* __restrict__ out, Strides4<I> xs, Strides4<I> ws,
-                               Strides4<I> rs, Strides4<I> os, Geometry<I> G, bool relu,
-                               acc_t scale, I shuffle, bool channels_last, I total) {
+__global__ void conv2d_fwd_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w,
+                                  const scalar_t* __restrict__ bias,
+                                  const scalar_t* __restrict__ res, scalar_t* __restrict__ out,
+                                  Strides4<I> xs, Strides4<I> ws, Strides4<I> rs, Strides4<I> os,
+                                  Geometry<I> G, bool relu, acc_t scale, I shuffle,
+                                  bool channels_last, I total) {
   const I YC = G.OC / (shuffle * shuffle), YH = G.OH * shuffle, YW = G.OW * shuffle;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, yh, yw, oc, oh, ow;
@@ -48,10 +49,10 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* _
 }
 
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void dgrad_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ w,
-                             const scalar_t* __restrict__ bias, scalar_t* __restrict__ gx,
-                             Strides4<I> gs, Strides4<I> ws, Strides4<I> xs, Geometry<I> G,
-                             TapAxis<I> th, TapAxis<I> tw, bool channels_last, I total) {
+__global__ void conv2d_dgrad_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ w,
+                                    const scalar_t* __restrict__ bias, scalar_t* __restrict__ gx,
+                                    Strides4<I> gs, Strides4<I> ws, Strides4<I> xs, Geometry<I> G,
+                                    TapAxis<I> th, TapAxis<I> tw, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, ih, iw;
     decompose(l, G.C, G.H, G.W, channels_last, n, c, ih, iw);
@@ -63,9 +64,9 @@ __global__ void dgrad_kernel(const scalar_t* __restrict__ gy, const scalar_t* __
 
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
 __global__ void __launch_bounds__(kThreads)
-wgrad_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ x,
-             scalar_t* __restrict__ gw, Strides4<I> gs, Strides4<I> xs, Strides4<I> ws,
-             Geometry<I> G, I P, I elements) {
+conv2d_wgrad_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ x,
+                    scalar_t* __restrict__ gw, Strides4<I> gs, Strides4<I> xs, Strides4<I> ws,
+                    Geometry<I> G, I P, I elements) {
   __shared__ acc_t partial[kThreads];
   const I taps = G.KH * G.KW;
   for (I e = blockIdx.x; e < elements; e += gridDim.x) {
@@ -103,7 +104,7 @@ void forward_cuda(const at::Tensor& x, const at::Tensor& w, const c10::optional<
     using acc_t = at::opmath_type<scalar_t>;
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      forward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      conv2d_fwd_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
           bias ? bias->const_data_ptr<scalar_t>() : nullptr,
           residual ? residual->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
@@ -127,7 +128,7 @@ void dgrad_cuda(const at::Tensor& gy, const at::Tensor& w, const c10::optional<a
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_dgrad_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      dgrad_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      conv2d_dgrad_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
           bias ? bias->const_data_ptr<scalar_t>() : nullptr, gx.mutable_data_ptr<scalar_t>(),
           strides_of<I>(gy), strides_of<I>(w), strides_of<I>(gx), narrow_geometry<I>(G),
@@ -151,7 +152,7 @@ void wgrad_cuda(const at::Tensor& gy, const at::Tensor& x, at::IntArrayRef strid
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_wgrad_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      wgrad_kernel<scalar_t, I><<<blocks, kThreads, 0, stream>>>(
+      conv2d_wgrad_kernel<scalar_t, I><<<blocks, kThreads, 0, stream>>>(
           gy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gw.mutable_data_ptr<scalar_t>(),
           strides_of<I>(gy), strides_of<I>(x), strides_of<I>(gw), narrow_geometry<I>(G), I(P), I(elements));
     };

@@ -51,11 +51,11 @@ struct Native<c10::BFloat16> {
 
 template <typename scalar_t, typename I>
 __global__ void __launch_bounds__(THREADS)
-forward_tc_kernel(const scalar_t* __restrict__ x_, const scalar_t* __restrict__ w_,
-                  const scalar_t* __restrict__ bias, const scalar_t* __restrict__ res,
-                  scalar_t* __restrict__ out, Strides4<I> xs, Strides4<I> ws, Strides4<I> rs,
-                  Strides4<I> os, Geometry<I> G, I M, bool relu, float scale, I shuffle,
-                  bool channels_last) {
+conv2d_fwd_tensorcore_kernel(const scalar_t* __restrict__ x_, const scalar_t* __restrict__ w_,
+                             const scalar_t* __restrict__ bias, const scalar_t* __restrict__ res,
+                             scalar_t* __restrict__ out, Strides4<I> xs, Strides4<I> ws,
+                             Strides4<I> rs, Strides4<I> os, Geometry<I> G, I M, bool relu,
+                             float scale, I shuffle, bool channels_last) {
   using T = typename Native<scalar_t>::type;
   const T* x = reinterpret_cast<const T*>(x_);
   const T* w = reinterpret_cast<const T*>(w_);
@@ -163,7 +163,7 @@ void forward_tensorcore(const at::Tensor& x, const at::Tensor& w, const c10::opt
     using scalar_t = decltype(scalar);
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      forward_tc_kernel<scalar_t, I><<<grid, THREADS, 0, stream>>>(
+      conv2d_fwd_tensorcore_kernel<scalar_t, I><<<grid, THREADS, 0, stream>>>(
           x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
           bias ? bias->const_data_ptr<scalar_t>() : nullptr,
           residual ? residual->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),

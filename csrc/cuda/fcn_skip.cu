@@ -23,13 +23,14 @@ namespace {
 using namespace pydense::cuda;
 
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void forward_kernel(const scalar_t* __restrict__ coarse, const scalar_t* __restrict__ skip,
-                               const scalar_t* __restrict__ w, const scalar_t* __restrict__ b,
-                               scalar_t* __restrict__ out, const int32_t* __restrict__ hi,
-                               const acc_t* __restrict__ hl, const int32_t* __restrict__ wi,
-                               const acc_t* __restrict__ wl, Strides4<I> cs, Strides4<I> ss,
-                               Strides4<I> os, I ws0, I ws1, I K, I CS, I CH, I CW, I OH, I OW,
-                               I off_h, I off_w, acc_t scale, bool channels_last, I total) {
+__global__ void fcn_skip_fwd_kernel(const scalar_t* __restrict__ coarse,
+                                    const scalar_t* __restrict__ skip,
+                                    const scalar_t* __restrict__ w, const scalar_t* __restrict__ b,
+                                    scalar_t* __restrict__ out, const int32_t* __restrict__ hi,
+                                    const acc_t* __restrict__ hl, const int32_t* __restrict__ wi,
+                                    const acc_t* __restrict__ wl, Strides4<I> cs, Strides4<I> ss,
+                                    Strides4<I> os, I ws0, I ws1, I K, I CS, I CH, I CW, I OH, I OW,
+                                    I off_h, I off_w, acc_t scale, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, k, oh, ow;
     decompose(l, K, OH, OW, channels_last, n, k, oh, ow);
@@ -41,10 +42,10 @@ __global__ void forward_kernel(const scalar_t* __restrict__ coarse, const scalar
 }
 
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void backward_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ w,
-                                scalar_t* __restrict__ gx, Strides4<I> gs, Strides4<I> xs, I ws0,
-                                I ws1, I K, I CS, I HS, I WS, I OH, I OW, I off_h, I off_w,
-                                acc_t scale, bool channels_last, I total) {
+__global__ void fcn_skip_bwd_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ w,
+                                    scalar_t* __restrict__ gx, Strides4<I> gs, Strides4<I> xs,
+                                    I ws0, I ws1, I K, I CS, I HS, I WS, I OH, I OW, I off_h,
+                                    I off_w, acc_t scale, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, h, wp;
     decompose(l, CS, HS, WS, channels_last, n, c, h, wp);
@@ -68,7 +69,7 @@ void forward_cuda(const at::Tensor& coarse, const at::Tensor& skip, const c10::o
     using acc_t = at::opmath_type<scalar_t>;
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      forward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      fcn_skip_fwd_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           coarse.const_data_ptr<scalar_t>(), skip.const_data_ptr<scalar_t>(),
           weight ? weight->const_data_ptr<scalar_t>() : nullptr,
           bias ? bias->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
@@ -97,7 +98,7 @@ void backward_cuda(const at::Tensor& grad_output, const c10::optional<at::Tensor
     using acc_t = at::opmath_type<scalar_t>;
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      backward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      fcn_skip_bwd_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           grad_output.const_data_ptr<scalar_t>(), weight ? weight->const_data_ptr<scalar_t>() : nullptr,
           grad_skip.mutable_data_ptr<scalar_t>(), strides_of<I>(grad_output), strides_of<I>(grad_skip),
           I(weight ? weight->stride(0) : 0), I(weight ? weight->stride(1) : 0), I(grad_output.size(1)),

@@ -21,9 +21,10 @@ using namespace pydense::cuda;
 
 // out[(h * W + w) * NW + j]; element index l = (h * W + w) * NW + j runs over H * W * NW.
 template <typename I>
-__global__ void coverage_kernel(const uint8_t* __restrict__ masks, const int64_t* __restrict__ order,
-                                int64_t* __restrict__ out, I W, I NW, I K, I s0, I s1, I s2,
-                                I total) {
+__global__ void instance_coverage_kernel(const uint8_t* __restrict__ masks,
+                                         const int64_t* __restrict__ order,
+                                         int64_t* __restrict__ out, I W, I NW, I K, I s0, I s1,
+                                         I s2, I total) {
   for (I l = I(blockIdx.x) * blockDim.x + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     const I j = l % NW, p = l / NW, h = p / W, w = p - h * W;
     const uint8_t* px = masks + (h * s1 + w * s2);
@@ -48,7 +49,7 @@ void instance_coverage_cuda(const at::Tensor& masks, const at::Tensor& order, co
   const uint8_t* m = static_cast<const uint8_t*>(masks.const_data_ptr());
   const auto launch = [&](auto zero) {
     using I = decltype(zero);
-    coverage_kernel<I><<<blocks_for(total), kThreads, 0, stream>>>(
+    instance_coverage_kernel<I><<<blocks_for(total), kThreads, 0, stream>>>(
         m, order_c.const_data_ptr<int64_t>(), out.mutable_data_ptr<int64_t>(), I(W), I(NW), I(K),
         I(masks.stride(0)), I(masks.stride(1)), I(masks.stride(2)), I(total));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

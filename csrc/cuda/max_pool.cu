@@ -24,10 +24,10 @@ namespace {
 using namespace pydense::cuda;
 
 template <typename scalar_t, typename idx_t, typename I>
-__global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                               idx_t* __restrict__ idx, Strides4<I> xs, Strides4<I> os,
-                               Strides4<I> is, I C, I H, I W, I OH, I OW, CompactGeometry<I> k,
-                               bool channels_last, I total) {
+__global__ void max_pool2d_fwd_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
+                                      idx_t* __restrict__ idx, Strides4<I> xs, Strides4<I> os,
+                                      Strides4<I> is, I C, I H, I W, I OH, I OW,
+                                      CompactGeometry<I> k, bool channels_last, I total) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool compact = std::is_same_v<idx_t, uint8_t>;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
@@ -58,10 +58,10 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restr
 }
 
 template <typename scalar_t, typename idx_t, typename I>
-__global__ void backward_kernel(const scalar_t* __restrict__ go, const idx_t* __restrict__ idx,
-                                scalar_t* __restrict__ gi, Strides4<I> gs, Strides4<I> is,
-                                Strides4<I> xs, I C, I H, I W, I OH, I OW, CompactGeometry<I> k,
-                                bool channels_last, I total) {
+__global__ void max_pool2d_bwd_kernel(const scalar_t* __restrict__ go,
+                                      const idx_t* __restrict__ idx, scalar_t* __restrict__ gi,
+                                      Strides4<I> gs, Strides4<I> is, Strides4<I> xs, I C, I H, I W,
+                                      I OH, I OW, CompactGeometry<I> k, bool channels_last, I total) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool compact = std::is_same_v<idx_t, uint8_t>;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
@@ -100,7 +100,7 @@ void forward_cuda(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntA
     const auto launch = [&](auto zero, auto idx_zero) {
       using I = decltype(zero);
       using idx_t = decltype(idx_zero);
-      forward_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      max_pool2d_fwd_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
           indices.mutable_data_ptr<idx_t>(), strides_of<I>(input), strides_of<I>(out),
           strides_of<I>(indices), I(C), I(H), I(W), I(OH), I(OW),
@@ -128,7 +128,7 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
     const auto launch = [&](auto zero, auto idx_zero) {
       using I = decltype(zero);
       using idx_t = decltype(idx_zero);
-      backward_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      max_pool2d_bwd_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<idx_t>(),
           grad_input.mutable_data_ptr<scalar_t>(), strides_of<I>(grad_output),
           strides_of<I>(indices), strides_of<I>(grad_input), I(C), I(H), I(W), I(OH), I(OW),

@@ -36,10 +36,12 @@ constexpr int kMaxSplits = 16;
 using namespace pydense::cuda;
 
 template <typename scalar_t, typename idx_t, typename I>
-__global__ void gather_kernel(const scalar_t* __restrict__ x, const idx_t* __restrict__ idx,
-                              scalar_t* __restrict__ out, int* __restrict__ flags, Strides4<I> xs,
-                              Strides4<I> is, Strides4<I> os, I C, I H, I W, I OH, I OW,
-                              CompactGeometry<I> cg, bool channels_last, I total) {
+__global__ void max_unpool2d_gather_kernel(const scalar_t* __restrict__ x,
+                                           const idx_t* __restrict__ idx,
+                                           scalar_t* __restrict__ out, int* __restrict__ flags,
+                                           Strides4<I> xs, Strides4<I> is, Strides4<I> os, I C, I H,
+                                           I W, I OH, I OW, CompactGeometry<I> cg,
+                                           bool channels_last, I total) {
   const I kh = cg.kh, kw = cg.kw, sh = cg.sh, sw = cg.sw, ph = cg.ph, pw = cg.pw;
   const int64_t plane = int64_t(OH) * OW;
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
@@ -62,9 +64,11 @@ __global__ void gather_kernel(const scalar_t* __restrict__ x, const idx_t* __res
 
 // Planes are blockIdx.x, splits blockIdx.y; flags == nullptr means every plane.
 template <typename scalar_t>
-__global__ void scatter_init_kernel(scalar_t* __restrict__ out, int* __restrict__ winner,
-                                    const int* __restrict__ flags, Strides4<int64_t> os,
-                                    int64_t C, int64_t OH, int64_t OW) {
+__global__ void max_unpool2d_scatter_init_kernel(scalar_t* __restrict__ out,
+                                                 int* __restrict__ winner,
+                                                 const int* __restrict__ flags,
+                                                 Strides4<int64_t> os, int64_t C, int64_t OH,
+                                                 int64_t OW) {
   const int64_t pl = blockIdx.x;
   if (flags != nullptr && flags[pl] == 0) return;
   const int64_t n = pl / C, c = pl % C, plane = OH * OW;
@@ -77,10 +81,12 @@ __global__ void scatter_init_kernel(scalar_t* __restrict__ out, int* __restrict_
 }
 
 template <typename idx_t>
-__global__ void scatter_argmax_kernel(const idx_t* __restrict__ idx, int* __restrict__ winner,
-                                      const int* __restrict__ flags, Strides4<int64_t> is, int64_t C,
-                                      int64_t H, int64_t W, int64_t plane,
-                                      CompactGeometry<int64_t> cg) {
+__global__ void max_unpool2d_scatter_argmax_kernel(const idx_t* __restrict__ idx,
+                                                   int* __restrict__ winner,
+                                                   const int* __restrict__ flags,
+                                                   Strides4<int64_t> is, int64_t C, int64_t H,
+                                                   int64_t W, int64_t plane,
+                                                   CompactGeometry<int64_t> cg) {
   const int64_t pl = blockIdx.x;
   if (flags != nullptr && flags[pl] == 0) return;
   const int64_t n = pl / C, c = pl % C;
@@ -93,12 +99,15 @@ __global__ void scatter_argmax_kernel(const idx_t* __restrict__ idx, int* __rest
 }
 
 template <typename scalar_t, typename idx_t>
-__global__ void scatter_write_kernel(const scalar_t* __restrict__ x, const idx_t* __restrict__ idx,
-                                     scalar_t* __restrict__ out, const int* __restrict__ winner,
-                                     const int* __restrict__ flags, Strides4<int64_t> xs,
-                                     Strides4<int64_t> is, Strides4<int64_t> os, int64_t C, int64_t H,
-                                     int64_t W, int64_t OW, int64_t plane,
-                                     CompactGeometry<int64_t> cg) {
+__global__ void max_unpool2d_scatter_write_kernel(const scalar_t* __restrict__ x,
+                                                  const idx_t* __restrict__ idx,
+                                                  scalar_t* __restrict__ out,
+                                                  const int* __restrict__ winner,
+                                                  const int* __restrict__ flags,
+                                                  Strides4<int64_t> xs, Strides4<int64_t> is,
+                                                  Strides4<int64_t> os, int64_t C, int64_t H,
+                                                  int64_t W, int64_t OW, int64_t plane,
+                                                  CompactGeometry<int64_t> cg) {
   const int64_t pl = blockIdx.x;
   if (flags != nullptr && flags[pl] == 0) return;
   const int64_t n = pl / C, c = pl % C;
@@ -114,10 +123,11 @@ __global__ void scatter_write_kernel(const scalar_t* __restrict__ x, const idx_t
 }
 
 template <typename scalar_t, typename idx_t, typename I>
-__global__ void backward_kernel(const scalar_t* __restrict__ go, const idx_t* __restrict__ idx,
-                                scalar_t* __restrict__ gi, Strides4<I> gs, Strides4<I> is,
-                                Strides4<I> xs, I C, I H, I W, I OW, int64_t plane,
-                                CompactGeometry<I> cg, bool channels_last, I total) {
+__global__ void max_unpool2d_bwd_kernel(const scalar_t* __restrict__ go,
+                                        const idx_t* __restrict__ idx, scalar_t* __restrict__ gi,
+                                        Strides4<I> gs, Strides4<I> is, Strides4<I> xs, I C, I H,
+                                        I W, I OW, int64_t plane, CompactGeometry<I> cg,
+                                        bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, ih, iw;
     decompose(l, C, H, W, channels_last, n, c, ih, iw);
@@ -166,7 +176,7 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& indices, at::IntArr
         const int64_t total = out.numel();
         const auto launch = [&](auto zero) {
           using I = decltype(zero);
-          gather_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+          max_unpool2d_gather_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
               x, idx, o, flags.mutable_data_ptr<int>(), strides_of<I>(input), strides_of<I>(indices),
               strides_of<I>(out), I(C), I(H), I(W), I(OH), I(OW),
               compact_geometry<I>(kernel_size, stride, padding, dilation, OH, OW),
@@ -175,12 +185,13 @@ void forward_cuda(const at::Tensor& input, const at::Tensor& indices, at::IntArr
         narrow ? launch(int32_t(0)) : launch(int64_t(0));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
-      scatter_init_kernel<scalar_t><<<plane_grid, kThreads, 0, stream>>>(o, win, flag_ptr, os, C, OH, OW);
+      max_unpool2d_scatter_init_kernel<scalar_t><<<plane_grid, kThreads, 0, stream>>>(
+          o, win, flag_ptr, os, C, OH, OW);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      scatter_argmax_kernel<idx_t><<<plane_grid, kThreads, 0, stream>>>(idx, win, flag_ptr, is, C, H, W,
-                                                                      plane, cg64);
+      max_unpool2d_scatter_argmax_kernel<idx_t><<<plane_grid, kThreads, 0, stream>>>(
+          idx, win, flag_ptr, is, C, H, W, plane, cg64);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      scatter_write_kernel<scalar_t, idx_t><<<plane_grid, kThreads, 0, stream>>>(
+      max_unpool2d_scatter_write_kernel<scalar_t, idx_t><<<plane_grid, kThreads, 0, stream>>>(
           x, idx, o, win, flag_ptr, xs, is, os, C, H, W, OW, plane, cg64);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
@@ -203,7 +214,7 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
     const auto launch = [&](auto zero, auto idx_zero) {
       using I = decltype(zero);
       using idx_t = decltype(idx_zero);
-      backward_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      max_unpool2d_bwd_kernel<scalar_t, idx_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<idx_t>(),
           grad_input.mutable_data_ptr<scalar_t>(), strides_of<I>(grad_output),
           strides_of<I>(indices), strides_of<I>(grad_input), I(C), I(H), I(W), I(OW), plane,

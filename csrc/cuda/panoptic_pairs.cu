@@ -7,8 +7,8 @@
 // the bin gi * (P + 1) + pj:
 // - when the (G + 1) * (P + 1) bins fit in shared memory as 32-bit counters, in a per-block
 //   histogram there, written to row x of partials (blocks * N, bins) int64; pass 2
-//   (sum_rows_kernel, cuda_launch.cuh) sums the rows blk = 0, 1, ... of each image in that fixed
-//   order (partials viewed as (blocks, N * bins));
+//   (panoptic_pair_counts_reduce_kernel, with sum_rows of cuda_launch.cuh) sums the rows
+//   blk = 0, 1, ... of each image in that fixed order (partials viewed as (blocks, N * bins));
 // - else with 64-bit integer atomics straight into the zeroed output (exact whatever their order).
 // No float atomics: the result is bitwise reproducible.
 #include <ATen/Dispatch.h>
@@ -36,11 +36,14 @@ constexpr int64_t kMaxPartialBins = int64_t(1) << 22;  // blocks * N * bins int6
 constexpr int64_t kSharedBinsMax = 12288;               // 48 KiB of 32-bit counters
 
 template <typename TG, typename TP, typename I>
-__global__ void histogram_kernel(const TG* __restrict__ gt, const TP* __restrict__ pred,
-                                 const int64_t* __restrict__ gt_ids,
-                                 const int64_t* __restrict__ pred_ids, int64_t* __restrict__ dst,
-                                 Strides4<I> gs, Strides4<I> ps, I W, I HW, I per_block, int64_t N,
-                                 int64_t G, int64_t P, int64_t g_step, int64_t p_step, bool shared) {
+__global__ void panoptic_pair_counts_histogram_kernel(const TG* __restrict__ gt,
+                                                      const TP* __restrict__ pred,
+                                                      const int64_t* __restrict__ gt_ids,
+                                                      const int64_t* __restrict__ pred_ids,
+                                                      int64_t* __restrict__ dst, Strides4<I> gs,
+                                                      Strides4<I> ps, I W, I HW, I per_block,
+                                                      int64_t N, int64_t G, int64_t P,
+                                                      int64_t g_step, int64_t p_step, bool shared) {
   extern __shared__ unsigned int counts[];
   const int64_t bins = (G + 1) * (P + 1);
   const int64_t n = int64_t(blockIdx.x) % N, blk = int64_t(blockIdx.x) / N;
@@ -71,6 +74,13 @@ __global__ void histogram_kernel(const TG* __restrict__ gt, const TP* __restrict
     int64_t* mine = dst + int64_t(blockIdx.x) * bins;
     for (int64_t b = threadIdx.x; b < bins; b += blockDim.x) mine[b] = int64_t(counts[b]);
   }
+}
+
+// Pass 2: out[b] = sum over the rows of partials, in row order (sum_rows, cuda_launch.cuh).
+__global__ void panoptic_pair_counts_reduce_kernel(const int64_t* __restrict__ partials,
+                                                   int64_t* __restrict__ out, int64_t rows,
+                                                   int64_t cols) {
+  sum_rows(partials, out, rows, cols);
 }
 
 void panoptic_pair_counts_cuda(const at::Tensor& gt, const at::Tensor& pred,
@@ -115,7 +125,7 @@ void panoptic_pair_counts_cuda(const at::Tensor& gt, const at::Tensor& pred,
       using TP = index_t;
       const auto launch = [&](auto zero) {
         using I = decltype(zero);
-        histogram_kernel<TG, TP, I><<<unsigned(blocks * N), kThreads, smem, stream>>>(
+        panoptic_pair_counts_histogram_kernel<TG, TP, I><<<unsigned(blocks * N), kThreads, smem, stream>>>(
             gt.const_data_ptr<TG>(), pred.const_data_ptr<TP>(), gt_ids.const_data_ptr<int64_t>(),
             pred_ids.const_data_ptr<int64_t>(), partials.mutable_data_ptr<int64_t>(),
             strides(gt, zero), strides(pred, zero), I(W), I(HW), I(per_block), N, G, P,
@@ -126,7 +136,7 @@ void panoptic_pair_counts_cuda(const at::Tensor& gt, const at::Tensor& pred,
     });
   });
   if (shared) {
-    sum_rows_kernel<<<unsigned((NB + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+    panoptic_pair_counts_reduce_kernel<<<unsigned((NB + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
         partials.const_data_ptr<int64_t>(), o, blocks, NB);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

@@ -19,9 +19,9 @@ namespace {
 using namespace pydense::cuda;
 
 template <typename scalar_t, typename I>
-__global__ void shuffle_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                               Strides4<I> xs, Strides4<I> os, I OC, I OH, I OW, I r, bool upscale,
-                               bool channels_last, I total) {
+__global__ void pixel_shuffle_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
+                                     Strides4<I> xs, Strides4<I> os, I OC, I OH, I OW, I r,
+                                     bool upscale, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, oc, oh, ow;
     decompose(l, OC, OH, OW, channels_last, n, oc, oh, ow);
@@ -44,7 +44,7 @@ void pixel_shuffle_cuda(const at::Tensor& input, int64_t r, bool upscale, const 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "pixel_shuffle_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      shuffle_kernel<scalar_t, I><<<blocks, kThreads, 0, stream>>>(
+      pixel_shuffle_kernel<scalar_t, I><<<blocks, kThreads, 0, stream>>>(
           input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), strides_of<I>(input),
           strides_of<I>(out), I(out.size(1)), I(out.size(2)), I(out.size(3)), I(r), upscale,
           channels_last, I(total));

@@ -23,12 +23,15 @@ using namespace pydense::cuda;
 // Output channels c < CX are upsampled from x; with a skip tensor, channels c >= CX copy
 // skip[:, c - CX] (the fused UNet concat).
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ skip,
-                               scalar_t* __restrict__ out, const int32_t* __restrict__ hi,
-                               const acc_t* __restrict__ hl, const int32_t* __restrict__ wi,
-                               const acc_t* __restrict__ wl, Strides4<I> xs, Strides4<I> ss,
-                               Strides4<I> os, I C, I CX, I H, I W, I OH, I OW, bool channels_last,
-                               I total) {
+__global__ void upsample_bilinear2d_fwd_kernel(const scalar_t* __restrict__ x,
+                                               const scalar_t* __restrict__ skip,
+                                               scalar_t* __restrict__ out,
+                                               const int32_t* __restrict__ hi,
+                                               const acc_t* __restrict__ hl,
+                                               const int32_t* __restrict__ wi,
+                                               const acc_t* __restrict__ wl, Strides4<I> xs,
+                                               Strides4<I> ss, Strides4<I> os, I C, I CX, I H, I W,
+                                               I OH, I OW, bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, oh, ow;
     decompose(l, C, OH, OW, channels_last, n, c, oh, ow);
@@ -43,12 +46,16 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* _
 }
 
 template <typename scalar_t, typename I, typename acc_t = at::opmath_type<scalar_t>>
-__global__ void backward_kernel(const scalar_t* __restrict__ g, scalar_t* __restrict__ gi,
-                                const int32_t* __restrict__ hi, const acc_t* __restrict__ hl,
-                                const int32_t* __restrict__ hr, const int32_t* __restrict__ wi,
-                                const acc_t* __restrict__ wl, const int32_t* __restrict__ wr,
-                                Strides4<I> gs, Strides4<I> xs, I C, I H, I W, I OH, I OW,
-                                bool channels_last, I total) {
+__global__ void upsample_bilinear2d_bwd_kernel(const scalar_t* __restrict__ g,
+                                               scalar_t* __restrict__ gi,
+                                               const int32_t* __restrict__ hi,
+                                               const acc_t* __restrict__ hl,
+                                               const int32_t* __restrict__ hr,
+                                               const int32_t* __restrict__ wi,
+                                               const acc_t* __restrict__ wl,
+                                               const int32_t* __restrict__ wr, Strides4<I> gs,
+                                               Strides4<I> xs, I C, I H, I W, I OH, I OW,
+                                               bool channels_last, I total) {
   for (I l = blockIdx.x * I(blockDim.x) + threadIdx.x; l < total; l += I(gridDim.x) * blockDim.x) {
     I n, c, ih, iw;
     decompose(l, C, H, W, channels_last, n, c, ih, iw);
@@ -80,7 +87,7 @@ void forward_cuda(const at::Tensor& input, const c10::optional<at::Tensor>& skip
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "upsample_bilinear2d_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      forward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      upsample_bilinear2d_fwd_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           input.const_data_ptr<scalar_t>(), skip ? s.const_data_ptr<scalar_t>() : nullptr,
           out.mutable_data_ptr<scalar_t>(), h_idx.const_data_ptr<int32_t>(),
           h_lam.const_data_ptr<at::opmath_type<scalar_t>>(), w_idx.const_data_ptr<int32_t>(),
@@ -106,7 +113,7 @@ void backward_cuda(const at::Tensor& grad_output, const at::Tensor& h_idx, const
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "upsample_bilinear2d_backward_cuda", [&] {
     const auto launch = [&](auto zero) {
       using I = decltype(zero);
-      backward_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
+      upsample_bilinear2d_bwd_kernel<scalar_t, I><<<blocks_for(total), kThreads, 0, stream>>>(
           grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
           h_idx.const_data_ptr<int32_t>(), h_lam.const_data_ptr<at::opmath_type<scalar_t>>(),
           h_rng.const_data_ptr<int32_t>(), w_idx.const_data_ptr<int32_t>(),

@@ -29,8 +29,9 @@ enumeration, per element, drives the depthwise kernel and the C++ kernels (csrc/
 
 Weight gradient (per group and tap: M = OCg, N = Cg, K = N*OH*OW), deterministic: the K range is
 split into SPLIT fixed chunks, each program writes its partial tile into a buffer (fp32, fp64 for
-fp64 data), and ``shared._reduce_kernel`` sums the partials in split order; no atomics, so the
-result is bitwise identical from run to run (for a given SPLIT, which depends on the shapes only).
+fp64 data), and ``_conv2d_wgrad_reduce_kernel`` sums the partials in split order; no atomics, so
+the result is bitwise identical from run to run (for a given SPLIT, which depends on the shapes
+only).
 
 Sub-pixel convolution (EDSR's upsampler): with ``SHUFFLE`` = r > 1 the forward writes its output
 straight into the pixel-shuffled layout Y (N, OC / r^2, OH*r, OW*r), conv channel
@@ -40,9 +41,10 @@ read in Y's layout too). The offset stays separable into a row part
 the tile's store costs what a plain one does; Cg == 1 then runs the GEMM kernel too.
 
 Depthwise convolutions (Cg == 1, any channel multiplier OCg) are memory-bound and have no GEMM
-worth the name; they get direct kernels: ``_dw_fwd_kernel`` (one output element per lane, taps
-unrolled, same epilogue), ``_dw_dgrad_kernel`` (a gather with the per-element tap sequence) and
-``_dw_wgrad_kernel`` (2-D tiles of positions x channels, reduced in a fixed order, split-K).
+worth the name; they get direct kernels: ``_conv2d_dw_fwd_kernel`` (one output element per lane,
+taps unrolled, same epilogue), ``_conv2d_dw_dgrad_kernel`` (a gather with the per-element tap
+sequence) and ``_conv2d_dw_wgrad_kernel`` (2-D tiles of positions x channels, reduced in a fixed
+order, split-K).
 
 Tile choice: the forward and input-gradient GEMM tiles are by default a fixed function of the
 shapes and dtype (``gemm_tile``), like the weight gradient's (``wgrad_tile``): no timing inside the
@@ -75,10 +77,11 @@ import torch
 from .._common import _needs_int64, acc_dtype, launcher
 from . import depthwise, gemm, shared, tiles
 # Every kernel, for the AOT test (CONFIGS names them; tests/triton_aot.py finds them here).
-from .depthwise import _dw_dgrad_kernel, _dw_fwd_kernel, _dw_wgrad_kernel  # noqa: F401
-from .gemm import (_dgrad_kernel, _dgrad_kernel_tuned, _fwd_kernel, _fwd_kernel_tuned,  # noqa: F401
-                   _wgrad_kernel)
-from .shared import _reduce_kernel, conv_args, tap_axis  # noqa: F401
+from .depthwise import (_conv2d_dw_dgrad_kernel, _conv2d_dw_fwd_kernel,  # noqa: F401
+                        _conv2d_dw_wgrad_kernel)
+from .gemm import (_conv2d_dgrad_kernel, _conv2d_dgrad_kernel_tuned, _conv2d_fwd_kernel,  # noqa: F401
+                   _conv2d_fwd_kernel_tuned, _conv2d_wgrad_kernel)
+from .shared import _conv2d_wgrad_reduce_kernel, conv_args, tap_axis  # noqa: F401
 from .tiles import (BLOCK, CONFIGS, DW_BC, DW_BP, DW_STATIC_TAPS_MAX,  # noqa: F401
                     FP64_TILE, GEMM_TILES, INDEX64_TILE, INTERPRET_TILE, NUM_WARPS, SMEM_BUDGET,
                     STATIC_TAPS_MAX, WGRAD_TILES, autotune_enabled, gemm_tile, pipeline_smem,
@@ -91,7 +94,6 @@ def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, 
     """Write ``residual + scale * act(conv2d(x, w) + bias)`` into ``out``; ``padding`` is
     (top, left). ``shuffle`` = r > 1: ``out`` (and ``residual``) is the pixel shuffle of that by
     r, (N, OC / r^2, OH*r, OW*r), written directly (no intermediate)."""
-    C = x.shape[1]
     OC, Cg, KH, KW = w.shape
     if out.numel() == 0:
         return out

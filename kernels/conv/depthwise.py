@@ -1,9 +1,9 @@
 """The direct kernels of depthwise convolutions (Cg == 1, any channel multiplier OCg = MULT): these
-are memory-bound and have no GEMM worth the name. ``_dw_fwd_kernel`` (one output element per
-lane, taps unrolled up to DW_STATIC_TAPS_MAX, the forward's fused epilogue), ``_dw_dgrad_kernel``
-(a gather with the per-element tap sequence) and ``_dw_wgrad_kernel`` (2-D tiles of positions x
-channels, reduced in a fixed order, split-K partials for shared.wgrad_reduce), with their host
-launchers ``fwd``, ``dgrad`` and ``wgrad``.
+are memory-bound and have no GEMM worth the name. ``_conv2d_dw_fwd_kernel`` (one output element
+per lane, taps unrolled up to DW_STATIC_TAPS_MAX, the forward's fused epilogue),
+``_conv2d_dw_dgrad_kernel`` (a gather with the per-element tap sequence) and
+``_conv2d_dw_wgrad_kernel`` (2-D tiles of positions x channels, reduced in a fixed order, split-K
+partials for shared.wgrad_reduce), with their host launchers ``fwd``, ``dgrad`` and ``wgrad``.
 
 The launchers take checked, non-empty tensors from the device-guarded launchers of
 ``pydense.kernels.conv`` (which decide the index width), and lay out each launch in the argument
@@ -30,14 +30,14 @@ def _dw_fwd_tap(acc, x_base, w_base, oh, ow, live, kh, kw, H, W, x_strides, w_st
 
 
 @triton.jit
-def _dw_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr,           # x, w, bias, residual, out
-                   H, W, OC, OH, OW, MULT, total,                 # sizes
-                   x_strides, w_strides, r_strides, out_strides,  # (s0, s1, s2, s3) of each
-                   conv, scale,                                   # (sh, sw, ph, pw, dh, dw)
-                   KH: tl.constexpr, KW: tl.constexpr, STATIC_TAPS: tl.constexpr,
-                   HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
-                   CHANNELS_LAST: tl.constexpr, ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
-                   BLOCK: tl.constexpr):
+def _conv2d_dw_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr,           # x, w, bias, residual, out
+                          H, W, OC, OH, OW, MULT, total,                 # sizes
+                          x_strides, w_strides, r_strides, out_strides,  # (s0, s1, s2, s3) of each
+                          conv, scale,                                   # (sh, sw, ph, pw, dh, dw)
+                          KH: tl.constexpr, KW: tl.constexpr, STATIC_TAPS: tl.constexpr,
+                          HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+                          CHANNELS_LAST: tl.constexpr, ACC_FP64: tl.constexpr,
+                          INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     l = _positions(total, INDEX_64, BLOCK)
     live = l < total
@@ -63,13 +63,13 @@ def _dw_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr,           # x, w, bias, 
 
 
 @triton.jit
-def _dw_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr,        # grad of y, w, bias, grad of x
-                     C, H, W, OH, OW, MULT, total,        # sizes
-                     gy_strides, w_strides, gx_strides,   # (s0, s1, s2, s3) of each
-                     conv,                                # (sh, sw, ph, pw, dh, dw)
-                     taps_h, taps_w, MAXA, MAXB, KH, KW,  # (g, step, inv) per axis; taps
-                     HAS_BIAS: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-                     ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+def _conv2d_dw_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr,        # grad of y, w, bias, grad of x
+                            C, H, W, OH, OW, MULT, total,        # sizes
+                            gy_strides, w_strides, gx_strides,   # (s0, s1, s2, s3) of each
+                            conv,                                # (sh, sw, ph, pw, dh, dw)
+                            taps_h, taps_w, MAXA, MAXB, KH, KW,  # (g, step, inv) per axis; taps
+                            HAS_BIAS: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+                            ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
     """dx[n, c, ih, iw] over the taps that reach (ih, iw) and the MULT output channels of c.
     MAXA/MAXB: the most taps any index meets per axis (cdiv(K, step))."""
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
@@ -105,12 +105,12 @@ def _dw_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr,        # grad of y, w, bias, 
 
 
 @triton.jit
-def _dw_wgrad_kernel(gy_ptr, x_ptr, part_ptr,                   # grad of y, x, partials
-                     H, W, OC, OH, OW, MULT, P, KH, KW, chunk,  # sizes; positions per split
-                     gy_strides, x_strides,                     # (s0, s1, s2, s3) of each
-                     conv,                                      # (sh, sw, ph, pw, dh, dw)
-                     ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
-                     BP: tl.constexpr, BC: tl.constexpr):
+def _conv2d_dw_wgrad_kernel(gy_ptr, x_ptr, part_ptr,                   # grad of y, x, partials
+                            H, W, OC, OH, OW, MULT, P, KH, KW, chunk,  # sizes; positions per split
+                            gy_strides, x_strides,                     # (s0, s1, s2, s3) of each
+                            conv,                                      # (sh, sw, ph, pw, dh, dw)
+                            ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
+                            BP: tl.constexpr, BC: tl.constexpr):
     """Program (channel block, tap, split): partial[split, oc, tap] = sum over one chunk of
     positions of dy * x, accumulated per lane and reduced once, in a fixed order."""
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
@@ -148,7 +148,7 @@ def fwd(x, w, b, r, out, conv, scale, index_64, *, has_bias, has_res, relu):
     OC, _, KH, KW = w.shape
     _, _, OH, OW = out.shape
     total = out.numel()
-    _dw_fwd_kernel[(triton.cdiv(total, BLOCK),)](
+    _conv2d_dw_fwd_kernel[(triton.cdiv(total, BLOCK),)](
         x, w, b, r, out,
         H, W, OC, OH, OW, OC // C, total,
         x.stride(), w.stride(), r.stride(), out.stride(),
@@ -168,7 +168,7 @@ def dgrad(gy, w, b, gx, conv, index_64, *, has_bias):
     taps_h, taps_w = tap_axis(sh, dh), tap_axis(sw, dw)
     max_a, max_b = triton.cdiv(KH, taps_h[1]), triton.cdiv(KW, taps_w[1])  # most taps per axis
     total = gx.numel()
-    _dw_dgrad_kernel[(triton.cdiv(total, BLOCK),)](
+    _conv2d_dw_dgrad_kernel[(triton.cdiv(total, BLOCK),)](
         gy, w, b, gx,
         C, H, W, OH, OW, OC // C, total,
         gy.stride(), w.stride(), gx.stride(),
@@ -188,7 +188,7 @@ def wgrad(gy, x, gw, conv, index_64, part_dtype):
     split = split_k(triton.cdiv(OC, DW_BC) * KH * KW, P, DW_BP)
     chunk = triton.cdiv(triton.cdiv(P, split), DW_BP) * DW_BP
     part = torch.empty((split, OC, 1, KH, KW), dtype=part_dtype, device=x.device)
-    _dw_wgrad_kernel[(triton.cdiv(OC, DW_BC), KH * KW, split)](
+    _conv2d_dw_wgrad_kernel[(triton.cdiv(OC, DW_BC), KH * KW, split)](
         gy, x, part,
         H, W, OC, OH, OW, OC // C, P, KH, KW, chunk,
         gy.stride(), x.stride(),

@@ -1,7 +1,8 @@
 """The implicit-GEMM kernels of dense and grouped convolutions (see the package docstring for the
-math): the forward with its fused epilogue (``_fwd_kernel``, also into the pixel-shuffled layout),
-the input gradient by stride phase (``_dgrad_kernel``) and the weight gradient's split-K partials
-(``_wgrad_kernel``), with their host launchers ``fwd``, ``dgrad`` and ``wgrad``.
+math): the forward with its fused epilogue (``_conv2d_fwd_kernel``, also into the pixel-shuffled
+layout), the input gradient by stride phase (``_conv2d_dgrad_kernel``) and the weight gradient's
+split-K partials (``_conv2d_wgrad_kernel``), with their host launchers ``fwd``, ``dgrad`` and
+``wgrad``.
 
 The launchers take checked, non-empty tensors from the device-guarded launchers of
 ``pydense.kernels.conv`` (which decide the index width), and lay out each launch in the argument
@@ -51,15 +52,15 @@ def _out_offsets(n, oh, ow, oc, strides, SHUFFLE: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr,           # x, w, bias, residual, out
-                H, W, OH, OW, M, Cg, OCg,                      # sizes
-                x_strides, w_strides, r_strides, out_strides,  # (s0, s1, s2, s3) of each
-                conv, scale,                                   # (sh, sw, ph, pw, dh, dw)
-                KH: tl.constexpr, KW: tl.constexpr, STATIC_TAPS: tl.constexpr,
-                HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
-                PRECISION: tl.constexpr, UPCAST: tl.constexpr, ACC_FP64: tl.constexpr,
-                INDEX_64: tl.constexpr, SHUFFLE: tl.constexpr,
-                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _conv2d_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr,           # x, w, bias, residual, out
+                       H, W, OH, OW, M, Cg, OCg,                      # sizes
+                       x_strides, w_strides, r_strides, out_strides,  # (s0, s1, s2, s3) of each
+                       conv, scale,                                   # (sh, sw, ph, pw, dh, dw)
+                       KH: tl.constexpr, KW: tl.constexpr, STATIC_TAPS: tl.constexpr,
+                       HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+                       PRECISION: tl.constexpr, UPCAST: tl.constexpr, ACC_FP64: tl.constexpr,
+                       INDEX_64: tl.constexpr, SHUFFLE: tl.constexpr,
+                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """out (and residual) strides are the output's: the convolution's, or its pixel shuffle by
     SHUFFLE (OH, OW are the convolution's)."""
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
@@ -98,14 +99,14 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr,           # x, w, bias, res
 
 
 @triton.jit
-def _dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr,       # grad of y, w, bias, grad of x
-                  H, W, OH, OW, QH, QW, M, Cg, OCg,   # sizes
-                  gy_strides, w_strides, gx_strides,  # (s0, s1, s2, s3) of each
-                  conv,                               # (sh, sw, ph, pw, dh, dw)
-                  taps_h, taps_w, KH, KW,             # (g, step, inv) per axis; taps
-                  HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                  ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
-                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _conv2d_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr,       # grad of y, w, bias, grad of x
+                         H, W, OH, OW, QH, QW, M, Cg, OCg,   # sizes
+                         gy_strides, w_strides, gx_strides,  # (s0, s1, s2, s3) of each
+                         conv,                               # (sh, sw, ph, pw, dh, dw)
+                         taps_h, taps_w, KH, KW,             # (g, step, inv) per axis; taps
+                         HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                         ACC_FP64: tl.constexpr, INDEX_64: tl.constexpr,
+                         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """One stride phase (rh, rw) of one group per program column: M = N * QH * QW positions
     ih = rh + qh*sh, iw = rw + qw*sw."""
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
@@ -154,18 +155,18 @@ def _dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr,       # grad of y, w, bias, grad
     tl.store(gx_ptr + x_off, acc.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
-_fwd_kernel_tuned = autotune(key=["M", "OCg", "Cg"])(_fwd_kernel)
-_dgrad_kernel_tuned = autotune(key=["M", "OCg", "Cg"])(_dgrad_kernel)
+_conv2d_fwd_kernel_tuned = autotune(key=["M", "OCg", "Cg"])(_conv2d_fwd_kernel)
+_conv2d_dgrad_kernel_tuned = autotune(key=["M", "OCg", "Cg"])(_conv2d_dgrad_kernel)
 
 
 @triton.jit
-def _wgrad_kernel(gy_ptr, x_ptr, part_ptr,                     # grad of y, x, partials
-                  H, W, OH, OW, P, Cg, OCg, OC, KH, KW, chunk,  # sizes; positions per split
-                  gy_strides, x_strides,                       # (s0, s1, s2, s3) of each
-                  conv,                                        # (sh, sw, ph, pw, dh, dw)
-                  PRECISION: tl.constexpr, UPCAST: tl.constexpr, ACC_FP64: tl.constexpr,
-                  INDEX_64: tl.constexpr,
-                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _conv2d_wgrad_kernel(gy_ptr, x_ptr, part_ptr,                      # grad of y, x, partials
+                         H, W, OH, OW, P, Cg, OCg, OC, KH, KW, chunk,  # sizes; positions per split
+                         gy_strides, x_strides,                        # (s0, s1, s2, s3) of each
+                         conv,                                         # (sh, sw, ph, pw, dh, dw)
+                         PRECISION: tl.constexpr, UPCAST: tl.constexpr, ACC_FP64: tl.constexpr,
+                         INDEX_64: tl.constexpr,
+                         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """Program (tile, tap, group) x split: the partial dW tile of one K chunk."""
     acc_t: tl.constexpr = tl.float64 if ACC_FP64 else tl.float32
     idx_t: tl.constexpr = tl.int64 if INDEX_64 else tl.int32
@@ -227,7 +228,7 @@ def fwd(x, w, b, r, out, conv, scale, groups, shuffle, index_64, allow_tf32, *, 
     OC, Cg, KH, KW = w.shape
     OH, OW = out.shape[2] // shuffle, out.shape[3] // shuffle
     M, OCg = N * OH * OW, OC // groups
-    launch = _gemm_launcher(_fwd_kernel, _fwd_kernel_tuned,
+    launch = _gemm_launcher(_conv2d_fwd_kernel, _conv2d_fwd_kernel_tuned,
                             lambda bm, bn: (triton.cdiv(M, bm), triton.cdiv(OCg, bn), groups),
                             OCg, x.dtype, index_64)
     launch(x, w, b, r, out,
@@ -250,7 +251,7 @@ def dgrad(gy, w, b, gx, conv, groups, index_64, allow_tf32, *, has_bias):
     QH, QW = triton.cdiv(H, sh), triton.cdiv(W, sw)
     M, OCg = N * QH * QW, OC // groups
     phases = groups * sh * sw  # (group, stride phase) per program column
-    launch = _gemm_launcher(_dgrad_kernel, _dgrad_kernel_tuned,
+    launch = _gemm_launcher(_conv2d_dgrad_kernel, _conv2d_dgrad_kernel_tuned,
                             lambda bm, bn: (triton.cdiv(M, bm), triton.cdiv(Cg, bn), phases),
                             Cg, gx.dtype, index_64)
     launch(gy, w, b, gx,
@@ -274,7 +275,7 @@ def wgrad(gy, x, gw, conv, groups, index_64, allow_tf32, part_dtype):
     split = split_k(tiles, P, bk)
     chunk = triton.cdiv(triton.cdiv(P, split), bk) * bk
     part = torch.empty((split, OC, Cg, KH, KW), dtype=part_dtype, device=x.device)
-    _wgrad_kernel[(tiles, split)](
+    _conv2d_wgrad_kernel[(tiles, split)](
         gy, x, part,
         H, W, OH, OW, P, Cg, OCg, OC, KH, KW, chunk,
         gy.stride(), x.stride(),

@@ -1,7 +1,7 @@
 """What the GEMM (gemm.py) and the depthwise (depthwise.py) kernels share: the fused epilogue, the
 input gradient's tap enumeration (``tap_axis`` on the host, ``tap_range`` on the device), the
 weight gradient's K blocks of output positions, and its deterministic second pass
-(``_reduce_kernel``: the sum of the split-K partials in split order).
+(``_conv2d_wgrad_reduce_kernel``: the sum of the split-K partials in split order).
 
 Argument groups (the kernels of this package take them as tuples, as the C++ kernels take
 ``Strides4`` / ``Geometry`` / ``TapAxis`` structs, csrc/common/conv.h):
@@ -79,10 +79,10 @@ def wgrad_positions(p0, hi, H, W, OH, OW, kh, kw, conv, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _reduce_kernel(part_ptr, gw_ptr,    # partials (SPLIT, OC, Cg, KH, KW); grad of w
-                   E, SPLIT, Cg, KH, KW,  # sizes
-                   gw_strides,            # (s0, s1, s2, s3)
-                   INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+def _conv2d_wgrad_reduce_kernel(part_ptr, gw_ptr,      # partials (SPLIT, OC, Cg, KH, KW); grad of w
+                                E, SPLIT, Cg, KH, KW,  # sizes
+                                gw_strides,            # (s0, s1, s2, s3)
+                                INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
     """gw[oc, c, kh, kw] = sum_s part[s, oc, c, kh, kw], in split order."""
     e = _positions(E, INDEX_64, BLOCK)
     ok = e < E
@@ -100,7 +100,7 @@ def wgrad_reduce(part, gw, index_64):
     KW) into ``gw`` (OC, Cg, KH, KW), in split order."""
     _, Cg, KH, KW = gw.shape
     E = gw.numel()
-    _reduce_kernel[(triton.cdiv(E, BLOCK),)](
+    _conv2d_wgrad_reduce_kernel[(triton.cdiv(E, BLOCK),)](
         part, gw,
         E, part.shape[0], Cg, KH, KW,
         gw.stride(),

@@ -168,43 +168,48 @@ def _aot_configs():
     # 2-byte data may run every GEMM tile (gemm_tile's tall BK=32 tile too), 4-byte BK=32 only
     two_byte = GEMM_TILES
     four_byte = [t for t in GEMM_TILES if t[2] <= 32]
-    gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
-    gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True}, two_byte, ("bf16",))
-    gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": False}, four_byte, ("fp32",))
-    gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": False}, two_byte, ("fp16",))
-    gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": False}, [FP64_TILE], ("fp64",))
-    gemm("_fwd_kernel", {**fwd, "STATIC_TAPS": True, "INDEX_64": True}, [INDEX64_TILE], ("fp16",))
+    gemm("_conv2d_fwd_kernel", {**fwd, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
+    gemm("_conv2d_fwd_kernel", {**fwd, "STATIC_TAPS": True}, two_byte, ("bf16",))
+    gemm("_conv2d_fwd_kernel", {**fwd, "STATIC_TAPS": False}, four_byte, ("fp32",))
+    gemm("_conv2d_fwd_kernel", {**fwd, "STATIC_TAPS": False}, two_byte, ("fp16",))
+    gemm("_conv2d_fwd_kernel", {**fwd, "STATIC_TAPS": False}, [FP64_TILE], ("fp64",))
+    gemm("_conv2d_fwd_kernel", {**fwd, "STATIC_TAPS": True, "INDEX_64": True}, [INDEX64_TILE],
+         ("fp16",))
     # conv2d_pixel_shuffle (EDSR's x2 upsampler: bias, no residual or ReLU)
     shuffled = {**fwd, "SHUFFLE": 2, "HAS_RES": False, "RELU": False}
-    gemm("_fwd_kernel", {**shuffled, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
-    gemm("_fwd_kernel", {**shuffled, "STATIC_TAPS": True}, two_byte, ("bf16",))
-    gemm("_fwd_kernel", {**shuffled, "STATIC_TAPS": False}, four_byte, ("fp32",))
+    gemm("_conv2d_fwd_kernel", {**shuffled, "STATIC_TAPS": True}, GEMM_TILES, ("fp16",))
+    gemm("_conv2d_fwd_kernel", {**shuffled, "STATIC_TAPS": True}, two_byte, ("bf16",))
+    gemm("_conv2d_fwd_kernel", {**shuffled, "STATIC_TAPS": False}, four_byte, ("fp32",))
     dgrad = dict(HAS_BIAS=True, UPCAST=False, INDEX_64=False)
-    gemm("_dgrad_kernel", dgrad, GEMM_TILES, ("fp16",))
-    gemm("_dgrad_kernel", dgrad, two_byte, ("bf16",))
-    gemm("_dgrad_kernel", dgrad, four_byte, ("fp32",))
-    gemm("_dgrad_kernel", dgrad, [FP64_TILE], ("fp64",))
-    gemm("_dgrad_kernel", {**dgrad, "INDEX_64": True}, [INDEX64_TILE], ("fp16",))
+    gemm("_conv2d_dgrad_kernel", dgrad, GEMM_TILES, ("fp16",))
+    gemm("_conv2d_dgrad_kernel", dgrad, two_byte, ("bf16",))
+    gemm("_conv2d_dgrad_kernel", dgrad, four_byte, ("fp32",))
+    gemm("_conv2d_dgrad_kernel", dgrad, [FP64_TILE], ("fp64",))
+    gemm("_conv2d_dgrad_kernel", {**dgrad, "INDEX_64": True}, [INDEX64_TILE], ("fp16",))
     wgrad = dict(UPCAST=False, INDEX_64=False)
-    gemm("_wgrad_kernel", wgrad, WGRAD_TILES, ("fp16", "bf16", "fp32"))
-    gemm("_wgrad_kernel", wgrad, [FP64_TILE], ("fp64",))
-    gemm("_wgrad_kernel", {**wgrad, "INDEX_64": True}, [INDEX64_TILE], ("fp16",))
+    gemm("_conv2d_wgrad_kernel", wgrad, WGRAD_TILES, ("fp16", "bf16", "fp32"))
+    gemm("_conv2d_wgrad_kernel", wgrad, [FP64_TILE], ("fp64",))
+    gemm("_conv2d_wgrad_kernel", {**wgrad, "INDEX_64": True}, [INDEX64_TILE], ("fp16",))
     opts = {"num_warps": NUM_WARPS}
     for fp64 in (False, True):
         dts = ("fp64",) if fp64 else ("fp32", "fp16", "bf16")
         for cl in (False, True):
             for static in (True, False):
-                rows.append(("_dw_fwd_kernel", dict(KH=3, KW=3, STATIC_TAPS=static, HAS_BIAS=True,
-                                                    HAS_RES=True, RELU=True, CHANNELS_LAST=cl,
-                                                    ACC_FP64=fp64, INDEX_64=False, BLOCK=BLOCK), dts, opts))
-            rows.append(("_dw_dgrad_kernel", dict(HAS_BIAS=True, CHANNELS_LAST=cl, ACC_FP64=fp64,
-                                                  INDEX_64=False, BLOCK=BLOCK), dts, opts))
-        rows.append(("_dw_wgrad_kernel", dict(ACC_FP64=fp64, INDEX_64=False, BP=DW_BP, BC=DW_BC), dts, opts))
-        rows.append(("_reduce_kernel", dict(INDEX_64=False, BLOCK=BLOCK), dts, opts))
-    rows.append(("_dw_fwd_kernel", dict(KH=3, KW=3, STATIC_TAPS=True, HAS_BIAS=True, HAS_RES=True,
-                                        RELU=True, CHANNELS_LAST=True, ACC_FP64=False, INDEX_64=True,
-                                        BLOCK=BLOCK), ("fp16",), opts))
-    rows.append(("_reduce_kernel", dict(INDEX_64=True, BLOCK=BLOCK), ("fp32",), opts))
+                rows.append(("_conv2d_dw_fwd_kernel",
+                             dict(KH=3, KW=3, STATIC_TAPS=static, HAS_BIAS=True, HAS_RES=True,
+                                  RELU=True, CHANNELS_LAST=cl, ACC_FP64=fp64, INDEX_64=False,
+                                  BLOCK=BLOCK), dts, opts))
+            rows.append(("_conv2d_dw_dgrad_kernel",
+                         dict(HAS_BIAS=True, CHANNELS_LAST=cl, ACC_FP64=fp64, INDEX_64=False,
+                              BLOCK=BLOCK), dts, opts))
+        rows.append(("_conv2d_dw_wgrad_kernel",
+                     dict(ACC_FP64=fp64, INDEX_64=False, BP=DW_BP, BC=DW_BC), dts, opts))
+        rows.append(("_conv2d_wgrad_reduce_kernel", dict(INDEX_64=False, BLOCK=BLOCK), dts, opts))
+    rows.append(("_conv2d_dw_fwd_kernel",
+                 dict(KH=3, KW=3, STATIC_TAPS=True, HAS_BIAS=True, HAS_RES=True, RELU=True,
+                      CHANNELS_LAST=True, ACC_FP64=False, INDEX_64=True, BLOCK=BLOCK),
+                 ("fp16",), opts))
+    rows.append(("_conv2d_wgrad_reduce_kernel", dict(INDEX_64=True, BLOCK=BLOCK), ("fp32",), opts))
     return rows
 
 

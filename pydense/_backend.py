@@ -174,7 +174,7 @@ def _leave_triton(requested, device, op, limit):
     return "torch"
 
 
-def resolve(backend, device, op, beyond_triton=None, name=None):
+def resolve(backend, device, op, beyond_triton=None):
     """The concrete backend for the registered op ``op`` (its key in ``pydense.ops.registry``) on
     ``device``; checks it can run, before any kernel. The one dispatch rule of every op:
 
@@ -186,9 +186,9 @@ def resolve(backend, device, op, beyond_triton=None, name=None):
       device (or "torch" without them), and ``backend="triton"`` by name is a ValueError;
     * the backend must be able to run on ``device`` (:func:`require`).
 
-    Error messages name ``name`` (the public function; default: the op key)."""
+    Error messages name the op's public function."""
     spec = registry.spec(op)
-    name = name or spec.public[0]
+    name = spec.public[0]
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
     requested = backend

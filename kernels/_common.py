@@ -1,11 +1,13 @@
-"""What the op modules share: the interpreter flag and the accumulation type (the package's one
-definitions, from pydense._backend and pydense.ops._common), linear-position decomposition, index
-width, the device guard of the host launchers, and the device functions more than one op's
-kernels call (``k_loop``: a GEMM K loop; ``bilinear_gather``: the four-tap blend of
+"""What the op modules share: the interpreter flag, the accumulation type and the TF32 switch
+(the package's one definitions, from pydense._backend and pydense.ops._common), linear-position
+decomposition, index width, the device guard of the host launchers, and the device functions more
+than one op's kernels call (``k_loop``: a GEMM K loop; ``bilinear_gather``: the four-tap blend of
 bilinear upsampling; ``sum_rows``: the fixed-order second pass of the histogram kernels).
 
-An op module imports from here, never from another op module's private names; a kernel stays in
-its op's module (``_<op>_<role>_kernel``), so a profile names the op that launched it."""
+A host launcher takes its compiled twin's schema arguments (``torch.ops.pydense._<op>_<role>``),
+so an op runs either through ``pydense.ops._common.launch``. An op module imports from here,
+never from another op module's private names; a kernel stays in its op's module
+(``_<op>_<role>_kernel``), so a profile names the op that launched it."""
 import functools
 
 import torch
@@ -13,7 +15,7 @@ import triton
 import triton.language as tl
 
 from .._backend import triton_interpret  # noqa: F401  (the one reader of TRITON_INTERPRET)
-from ..ops._common import acc_dtype  # noqa: F401  (the one definition)
+from ..ops._common import acc_dtype, allow_tf32  # noqa: F401  (the one definitions)
 
 
 @triton.jit

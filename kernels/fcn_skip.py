@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import _needs_int64, bilinear_gather, k_loop, launcher, triton_interpret
+from ._common import _needs_int64, allow_tf32, bilinear_gather, k_loop, launcher, triton_interpret
 
 INTERPRET = triton_interpret()
 BP, BK, BC, NUM_WARPS = 64, 32, 32, 8  # dot dims >= 16; K (21 VOC classes) fits one BK block.
@@ -127,13 +127,14 @@ def _fcn_skip_bwd_kernel(g_ptr, w_ptr, gx_ptr, gs0, gs1, gs2, gs3, ws0, ws1, xs0
 CONFIGS = _aot_configs()
 
 
-def _flags(dtype, allow_tf32):
-    return dict(PRECISION="tf32" if dtype == torch.float32 and allow_tf32 and not INTERPRET else "ieee",
+def _flags(dtype):
+    tf32 = dtype == torch.float32 and allow_tf32() and not INTERPRET
+    return dict(PRECISION="tf32" if tf32 else "ieee",
                 UPCAST=INTERPRET and dtype == torch.bfloat16, ACC_FP64=dtype == torch.float64)
 
 
 @launcher
-def forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, scale, allow_tf32):
+def forward(coarse, skip, weight, bias, h_idx, h_lam, w_idx, w_lam, offset, scale, out):
     """Write the fused FCN skip into ``out`` (N, K, OH, OW); ``weight`` (K, CS) or None."""
     N, K, OH, OW = out.shape
     P = N * OH * OW
@@ -144,17 +145,17 @@ def forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, scale, allow_
     ws = weight.stride() if weight is not None else (0, 0)
     grid = (triton.cdiv(P, BP), triton.cdiv(K, BK))
     _fcn_skip_fwd_kernel[grid](
-        coarse, skip, w, b, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1],
+        coarse, skip, w, b, out, h_idx, h_lam, w_idx, w_lam,
         *coarse.stride(), *skip.stride(), *ws, *out.stride(), K, skip.shape[1],
         coarse.shape[2], coarse.shape[3], OH, OW,
         P, offset[0], offset[1], float(scale), SCORE=weight is not None,
         HAS_BIAS=bias is not None, INDEX_64=_needs_int64(coarse, skip, out, w),
-        BP=BP, BK=BK, BC=BC, num_warps=NUM_WARPS, **_flags(coarse.dtype, allow_tf32))
+        BP=BP, BK=BK, BC=BC, num_warps=NUM_WARPS, **_flags(coarse.dtype))
     return out
 
 
 @launcher
-def skip_grad(grad_output, weight, grad_skip, offset, scale, allow_tf32):
+def backward(grad_output, weight, offset, scale, grad_skip):
     """Write the skip's gradient (zero outside the crop) into ``grad_skip`` (N, CS, HS, WS)."""
     N, CS, HS, WS = grad_skip.shape
     if grad_skip.numel() == 0:
@@ -168,5 +169,5 @@ def skip_grad(grad_output, weight, grad_skip, offset, scale, allow_tf32):
         grad_output.shape[1], CS, HS, WS, grad_output.shape[2], grad_output.shape[3],
         P, offset[0], offset[1], float(scale), SCORE=weight is not None,
         INDEX_64=_needs_int64(grad_output, grad_skip, w), BP=BP, BC=BC, BK=BK,
-        num_warps=NUM_WARPS, **_flags(grad_output.dtype, allow_tf32))
+        num_warps=NUM_WARPS, **_flags(grad_output.dtype))
     return grad_skip

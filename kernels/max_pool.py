@@ -109,7 +109,7 @@ def _max_pool2d_bwd_kernel(go_ptr, idx_ptr, gi_ptr, gs0, gs1, gs2, gs3, is0, is1
 
 
 @launcher
-def forward(input, out, indices, kernel_size, stride, padding, dilation):
+def forward(input, kernel_size, stride, padding, dilation, out, indices):
     """Write max_pool2d(input) into ``out`` and its indices (int64 flat or uint8 compact, by
     ``indices.dtype``) into ``indices``; all 4-D, checked by the caller."""
     import torch
@@ -130,7 +130,7 @@ def forward(input, out, indices, kernel_size, stride, padding, dilation):
 
 
 @launcher
-def backward(grad_output, indices, grad_input, kernel_size, stride, padding, dilation):
+def backward(grad_output, indices, kernel_size, stride, padding, dilation, grad_input):
     """Write the max_pool2d input gradient into ``grad_input`` (N, C, H, W)."""
     import torch
 

@@ -193,7 +193,7 @@ def _plane_grid(planes, elements):
 
 
 @launcher
-def forward(input, indices, out, kernel_size, stride, padding, gather, dilation=(1, 1)):
+def forward(input, indices, kernel_size, stride, padding, dilation, gather, out):
     """Write max_unpool2d(input, indices) into ``out`` (N, C, OH, OW); all 4-D, checked by the caller.
     ``indices`` are int64 (flat) or uint8 (compact window offsets, decoded with the window
     geometry kernel_size / stride / padding / dilation)."""
@@ -231,8 +231,7 @@ def forward(input, indices, out, kernel_size, stride, padding, gather, dilation=
 
 
 @launcher
-def backward(grad_output, indices, grad_input, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0),
-             dilation=(1, 1)):
+def backward(grad_output, indices, kernel_size, stride, padding, dilation, grad_input):
     """Write the max_unpool2d input gradient into ``grad_input`` (the indices' shape); the window
     geometry only decodes compact (uint8) indices."""
     import torch

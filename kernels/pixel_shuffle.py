@@ -45,7 +45,7 @@ def _pixel_shuffle_kernel(x_ptr, out_ptr, xs0, xs1, xs2, xs3, os0, os1, os2, os3
 
 
 @launcher
-def shuffle(input, out, factor, upscale):
+def forward(input, factor, upscale, out):
     """Write pixel_(un)shuffle(input, factor) into ``out``; both 4-D, checked by the caller."""
     total = out.numel()
     if total == 0:

@@ -114,7 +114,7 @@ def _upsample_bilinear2d_bwd_kernel(go_ptr, gi_ptr, hidx_ptr, hlam_ptr, hrng_ptr
 
 
 @launcher
-def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
+def forward(input, skip, h_idx, h_lam, w_idx, w_lam, out):
     """Write the bilinear upsampling of ``input`` into ``out`` (both 4-D) from the axis tables;
     with ``skip``, write ``cat([upsampled input, skip], 1)`` (out has C + C_skip channels)."""
     total = out.numel()
@@ -131,16 +131,18 @@ def forward(input, out, h_idx, h_lam, w_idx, w_lam, skip=None):
 
 
 @launcher
-def backward(grad_output, grad_input, h_tables, w_tables, max_h, max_w):
-    """Write the input gradient into ``grad_input`` (4-D) from the axis tables (idx, lam, rng)."""
+def backward(grad_output, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng, grad_input, *, max_len):
+    """Write the input gradient into ``grad_input`` (4-D) from the axis tables (idx, lam, rng);
+    ``max_len`` = (rows, columns): upper bounds of the ranges' lengths (the loop bounds, which the
+    compiled kernels do not need)."""
     total = grad_input.numel()
     if total == 0:
         return grad_input
     _, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     _upsample_bilinear2d_bwd_kernel[(triton.cdiv(total, BLOCK),)](
-        grad_output, grad_input, *h_tables, *w_tables, *grad_output.stride(), *grad_input.stride(),
-        C, H, W, OH, OW, max_h, max_w, total, CHANNELS_LAST=_is_channels_last(grad_input),
+        grad_output, grad_input, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng, *grad_output.stride(), *grad_input.stride(),
+        C, H, W, OH, OW, *max_len, total, CHANNELS_LAST=_is_channels_last(grad_input),
         INDEX_64=_needs_int64(grad_output, grad_input), ACC_FP64=grad_input.dtype == torch.float64,
         BLOCK=BLOCK, num_warps=NUM_WARPS)
     return grad_input

@@ -221,3 +221,42 @@ def test_kernel_ops_are_registered():
     for module, op in KERNEL_OPS.items():
         assert registry.OPS[op].kernels == module, (module, op)
     assert set(KERNEL_OPS) == {spec.kernels for spec in registry.OPS.values()}
+
+
+def launch_calls():
+    """(op module, Triton launcher id, compiled op, keyword names) of every
+    ``launch(backend, "<kernels module>.<function>", "<compiled op>", ...)`` in pydense/ops."""
+    calls = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "pydense", "ops", "*.py"))):
+        for node in ast.walk(ast.parse(open(path).read())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "launch"
+                    and len(node.args) >= 3):
+                triton_id, compiled = (ast.literal_eval(a) for a in node.args[1:3])
+                calls.append((os.path.basename(path), triton_id, compiled,
+                              {k.arg for k in node.keywords}))
+    return calls
+
+
+def test_ops_run_through_launch():
+    """Every op module runs its kernels through ``_common.launch``: each Triton launcher and each
+    compiled op is called there, in pairs whose arguments agree (the launcher's positional
+    parameters are the compiled schema's, its keyword-only ones are passed by name), and no op
+    module calls a launcher or a compiled op itself."""
+    from pydense.ops import registry
+
+    calls = launch_calls()
+    assert {t for _, t, _, _ in calls} == {p.id for p in launchers()}
+    assert {c for _, _, c, _ in calls} == {c for s in registry.OPS.values() for c in s.compiled}
+    for module, triton_id, compiled, keywords in calls:
+        mod, name = triton_id.rsplit(".", 1)
+        params = inspect.signature(inspect.unwrap(
+            getattr(importlib.import_module(f"pydense.kernels.{mod}"), name))).parameters.values()
+        positional = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
+        keyword_only = {p.name for p in params if p.kind == p.KEYWORD_ONLY}
+        schema = getattr(torch.ops.pydense, compiled).default._schema
+        assert len(positional) == len(schema.arguments), (module, triton_id, positional, str(schema))
+        assert keywords == keyword_only, (module, triton_id)
+    for path in glob.glob(os.path.join(ROOT, "pydense", "ops", "*.py")):
+        src = open(path).read()
+        assert not re.search(r"torch\.ops\.pydense\._\w+(\.default)?\(", src), path
+        assert "from ..kernels" not in src and "pydense.kernels import" not in src, path

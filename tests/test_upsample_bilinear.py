@@ -177,17 +177,15 @@ def test_tables_cannot_address_outside(device, backend):
     """The table entries are the kernels' addresses: out-of-range taps read 0 and out-of-range
     backward ranges are clipped to the output (the ops are public; garbage tables must not read
     outside the tensors). A -1 tap (bilinear_deconv2d's missing border tap) reads 0 too."""
-    from pydense.kernels import upsample_bilinear as kernels
+    from pydense.ops._common import launch
 
     x = torch.arange(1.0, 7.0, device=device).view(1, 1, 2, 3)
     h_idx = torch.tensor([[0, -1, 5], [1, 1, -7]], dtype=torch.int32, device=device)
     w_idx = torch.tensor([[0, 2, 99], [-1, 2, 1]], dtype=torch.int32, device=device)
     lam = torch.ones(2, 3, device=device)
     out = torch.empty(1, 1, 3, 3, device=device)
-    if backend == "triton":
-        kernels.forward(x, out, h_idx, lam, w_idx, lam)
-    else:
-        torch.ops.pydense._upsample_bilinear2d_fwd(x, None, h_idx, lam, w_idx, lam, out)
+    launch(backend, "upsample_bilinear.forward", "_upsample_bilinear2d_fwd", x, None, h_idx, lam,
+           w_idx, lam, out)
     # out[oh, ow] = sum of the in-plane taps among (h0|h1) x (w0|w1)
     want = torch.tensor([[1 + 4, 3 + 3 + 6 + 6, 2 + 5], [4, 6 + 6, 5], [0, 0, 0]], device=device)
     torch.testing.assert_close(out[0, 0], want.float())
@@ -195,10 +193,8 @@ def test_tables_cannot_address_outside(device, backend):
     rng_h = torch.tensor([[-4, 0], [9, 3]], dtype=torch.int32, device=device)  # (2, H): clipped to [0, 3)
     rng_w = torch.tensor([[-1, 0, 2], [100, 3, 7]], dtype=torch.int32, device=device)
     gi = torch.empty(1, 1, 2, 3, device=device)
-    if backend == "triton":
-        kernels.backward(g, gi, (h_idx, lam, rng_h), (w_idx, lam, rng_w), 20, 20)
-    else:
-        torch.ops.pydense._upsample_bilinear2d_bwd(g, h_idx, lam, rng_h, w_idx, lam, rng_w, gi)
+    launch(backend, "upsample_bilinear.backward", "_upsample_bilinear2d_bwd", g, h_idx, lam, rng_h,
+           w_idx, lam, rng_w, gi, max_len=(20, 20))
     # grad_input[ih, iw] = sum over oh, ow in the clipped ranges of (h taps == ih) * (w taps == iw)
     def clip(rng, i, n):
         return range(max(int(rng[0, i]), 0), min(int(rng[1, i]), n))

@@ -74,7 +74,7 @@ Layout of this package:
 """
 import torch
 
-from .._common import _needs_int64, acc_dtype, launcher
+from .._common import _needs_int64, acc_dtype, allow_tf32, launcher
 from . import depthwise, gemm, shared, tiles
 # Every kernel, for the AOT test (CONFIGS names them; tests/triton_aot.py finds them here).
 from .depthwise import (_conv2d_dw_dgrad_kernel, _conv2d_dw_fwd_kernel,  # noqa: F401
@@ -89,8 +89,7 @@ from .tiles import (BLOCK, CONFIGS, DW_BC, DW_BP, DW_STATIC_TAPS_MAX,  # noqa: F
 
 
 @launcher
-def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, scale, allow_tf32,
-            shuffle=1):
+def forward(x, w, bias, residual, stride, padding, dilation, relu, scale, shuffle, out):
     """Write ``residual + scale * act(conv2d(x, w) + bias)`` into ``out``; ``padding`` is
     (top, left). ``shuffle`` = r > 1: ``out`` (and ``residual``) is the pixel shuffle of that by
     r, (N, OC / r^2, OH*r, OW*r), written directly (no intermediate)."""
@@ -107,8 +106,8 @@ def forward(x, w, bias, residual, out, stride, padding, dilation, groups, relu, 
     if Cg == 1 and shuffle == 1:
         depthwise.fwd(x, w, b, r, out, conv, float(scale), index_64, **flags)
     else:
-        gemm.fwd(x, w, b, r, out, conv, float(scale), groups, shuffle, index_64, allow_tf32,
-                 **flags)
+        gemm.fwd(x, w, b, r, out, conv, float(scale), x.shape[1] // Cg, shuffle, index_64,
+                 allow_tf32(), **flags)
     return out
 
 
@@ -122,7 +121,7 @@ def _bias_only(bias, residual, out, relu, scale, shuffle=1):
 
 
 @launcher
-def input_grad(gy, w, bias, gx, stride, padding, dilation, groups, allow_tf32):
+def input_grad(gy, w, bias, stride, padding, dilation, gx):
     """Write the input gradient of conv2d (= conv_transpose2d of ``gy``, plus ``bias`` per
     channel of ``gx`` if given) into ``gx``; ``padding`` is (top, left)."""
     OC, Cg, KH, KW = w.shape
@@ -138,12 +137,13 @@ def input_grad(gy, w, bias, gx, stride, padding, dilation, groups, allow_tf32):
     if Cg == 1:
         depthwise.dgrad(gy, w, b, gx, conv, index_64, has_bias=bias is not None)
     else:
-        gemm.dgrad(gy, w, b, gx, conv, groups, index_64, allow_tf32, has_bias=bias is not None)
+        gemm.dgrad(gy, w, b, gx, conv, gx.shape[1] // Cg, index_64, allow_tf32(),
+                   has_bias=bias is not None)
     return gx
 
 
 @launcher
-def weight_grad(gy, x, gw, stride, padding, dilation, groups, allow_tf32):
+def weight_grad(gy, x, stride, padding, dilation, gw):
     """Write the weight gradient of conv2d into ``gw`` (OC, Cg, KH, KW); deterministic split-K."""
     Cg = gw.shape[1]
     if gw.numel() == 0:
@@ -155,6 +155,6 @@ def weight_grad(gy, x, gw, stride, padding, dilation, groups, allow_tf32):
     if Cg == 1:
         part = depthwise.wgrad(gy, x, gw, conv, index_64, acc_dtype(x.dtype))
     else:
-        part = gemm.wgrad(gy, x, gw, conv, groups, index_64, allow_tf32, acc_dtype(x.dtype))
+        part = gemm.wgrad(gy, x, gw, conv, x.shape[1] // Cg, index_64, allow_tf32(), acc_dtype(x.dtype))
     shared.wgrad_reduce(part, gw, index_64)
     return gw

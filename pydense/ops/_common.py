@@ -117,13 +117,14 @@ def integer_tensor(t, name, op, dtypes, what="an integer tensor"):
     return t if t.dtype in dtypes else t.to(torch.int64)
 
 
-def launch(backend, triton, compiled, *args):
+def launch(backend, triton, compiled, *args, **triton_only):
     """Run a kernel that writes into its output argument(s) on ``backend`` ("triton": the
     launcher ``triton`` = "<pydense.kernels module>.<function>"; "cpu" or "cuda": the compiled op
     ``torch.ops.pydense.<compiled>``), with the same arguments: a Triton launcher takes its
-    compiled twin's schema arguments."""
+    compiled twin's schema arguments. ``triton_only``: keyword arguments only the Triton launcher
+    takes (host-known loop bounds the compiled kernels do not need)."""
     if backend == "triton":
         module, function = triton.rsplit(".", 1)
-        getattr(importlib.import_module(f"pydense.kernels.{module}"), function)(*args)
+        getattr(importlib.import_module(f"pydense.kernels.{module}"), function)(*args, **triton_only)
     else:
         getattr(torch.ops.pydense, compiled)(*args)

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import (FLOAT_DTYPES, acc_dtype, allow_tf32, autocast_inputs, bias_grad,
-                      check_nonempty_plane, contiguous_vector, empty_output, int_pair,
+from ._common import (FLOAT_DTYPES, acc_dtype, autocast_inputs, bias_grad,
+                      check_nonempty_plane, contiguous_vector, empty_output, int_pair, launch,
                       out_memory_format)
 from .pixel_shuffle import pixel_unshuffle_op
 
@@ -128,14 +128,8 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     out = empty_output(_out_shape(input, weight, stride, padding, dilation, shuffle), input)
     pad_tl = _lead(padding)
     bias = contiguous_vector(bias)  # the kernels read bias[oc]
-    if backend == "triton":
-        from ..kernels import conv as kernels
-
-        kernels.forward(input, weight, bias, residual, out, stride, pad_tl, dilation, groups, relu,
-                        scale, allow_tf32(), shuffle)
-    else:
-        torch.ops.pydense._conv2d_fwd(input, weight, bias, residual, stride, pad_tl, dilation, relu,
-                                      scale, shuffle, out)
+    launch(backend, "conv.forward", "_conv2d_fwd", input, weight, bias, residual, stride, pad_tl,
+           dilation, relu, scale, shuffle, out)
     return out
 
 
@@ -160,14 +154,8 @@ def conv2d_input_grad_op(grad_output: torch.Tensor, weight: torch.Tensor,
         return gx.contiguous(memory_format=out_memory_format(grad_output))
     gx = empty_output((grad_output.shape[0], cg * groups, *input_hw), grad_output)
     bias = contiguous_vector(bias)  # the kernels read bias[c]
-    if backend == "triton":
-        from ..kernels import conv as kernels
-
-        kernels.input_grad(grad_output, weight, bias, gx, stride, _lead(padding), dilation, groups,
-                           allow_tf32())
-    else:
-        torch.ops.pydense._conv2d_dgrad(grad_output, weight, bias, stride, _lead(padding), dilation,
-                                        gx)
+    launch(backend, "conv.input_grad", "_conv2d_dgrad", grad_output, weight, bias, stride,
+           _lead(padding), dilation, gx)
     return gx
 
 
@@ -186,13 +174,8 @@ def conv2d_weight_grad_op(grad_output: torch.Tensor, input: torch.Tensor, weight
         gw = _aten_weight_grad(grad_output, input, weight, stride, padding, dilation, groups)
         return gw.contiguous(memory_format=out_memory_format(weight))
     gw = empty_output(weight.shape, weight)  # weight has the input's dtype and device
-    if backend == "triton":
-        from ..kernels import conv as kernels
-
-        kernels.weight_grad(grad_output, input, gw, stride, _lead(padding), dilation, groups,
-                            allow_tf32())
-    else:
-        torch.ops.pydense._conv2d_wgrad(grad_output, input, stride, _lead(padding), dilation, gw)
+    launch(backend, "conv.weight_grad", "_conv2d_wgrad", grad_output, input, stride, _lead(padding),
+           dilation, gw)
     return gw
 
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import (FLOAT_DTYPES, allow_tf32, autocast_inputs, bias_grad, check_nonempty_plane,
-                      contiguous_vector, empty_output, out_memory_format)
+from ._common import (FLOAT_DTYPES, autocast_inputs, bias_grad, check_nonempty_plane,
+                      contiguous_vector, empty_output, launch, out_memory_format)
 from .bilinear_deconv import bilinear_deconv2d_backward_op, full_size
 from .bilinear_deconv import tables as deconv_tables
 from .bilinear_deconv import weight as deconv_weight
@@ -53,13 +53,8 @@ def fcn_skip_op(coarse: torch.Tensor, skip: torch.Tensor, weight: Optional[torch
     h_tab, w_tab = deconv_tables(coarse.shape[-2:], factor, 0, (oh, ow), coarse.device, coarse.dtype)
     out = empty_output((coarse.shape[0], coarse.shape[1], oh, ow), coarse)
     bias = contiguous_vector(bias)  # the kernels read bias[k]
-    if backend == "triton":
-        from ..kernels import fcn_skip as kernels
-
-        kernels.forward(coarse, skip, weight, bias, out, h_tab, w_tab, offset, skip_scale, allow_tf32())
-    else:
-        torch.ops.pydense._fcn_skip_fwd(coarse, skip, weight, bias, h_tab[0], h_tab[1], w_tab[0],
-                                        w_tab[1], offset, skip_scale, out)
+    launch(backend, "fcn_skip.forward", "_fcn_skip_fwd", coarse, skip, weight, bias, *h_tab[:2],
+           *w_tab[:2], offset, skip_scale, out)
     return out
 
 
@@ -81,12 +76,7 @@ def fcn_skip_skip_grad_op(grad_output: torch.Tensor, weight: Optional[torch.Tens
                                    offset[0], skip_size[2] - offset[0] - oh))
         return g.contiguous(memory_format=fmt)
     gs = torch.empty(skip_size, dtype=grad_output.dtype, device=grad_output.device, memory_format=fmt)
-    if backend == "triton":
-        from ..kernels import fcn_skip as kernels
-
-        kernels.skip_grad(grad_output, weight, gs, offset, skip_scale, allow_tf32())
-    else:
-        torch.ops.pydense._fcn_skip_bwd(grad_output, weight, offset, skip_scale, gs)
+    launch(backend, "fcn_skip.backward", "_fcn_skip_bwd", grad_output, weight, offset, skip_scale, gs)
     return gs
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_image_input, empty_output, int_pair, out_memory_format
+from ._common import check_image_input, empty_output, int_pair, launch, out_memory_format
 
 OP, KEY = "max_pool2d_with_indices", "max_pool2d"  # the public name; the registry key
 MAX_COMPACT_WINDOW = 256  # taps a uint8 offset can name
@@ -104,12 +104,7 @@ def max_pool2d_with_indices_op(input: torch.Tensor, kernel_size: Sequence[int], 
         return out.contiguous(memory_format=fmt), idx.contiguous(memory_format=fmt)
     out_hw = tuple(output_size(input.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2))
     out, idx = _empty_outputs(input, out_hw, compact)
-    if backend == "triton":
-        from ..kernels import max_pool as kernels
-
-        kernels.forward(input, out, idx, k, s, p, d)
-    else:
-        torch.ops.pydense._max_pool2d_fwd(input, list(k), list(s), list(p), list(d), out, idx)
+    launch(backend, "max_pool.forward", "_max_pool2d_fwd", input, k, s, p, d, out, idx)
     return out, idx
 
 
@@ -139,13 +134,8 @@ def max_pool2d_backward_op(grad_output: torch.Tensor, indices: torch.Tensor, inp
         return gi.view(n, c, h, w).contiguous(memory_format=fmt)
     grad_input = torch.empty((n, c, h, w), dtype=grad_output.dtype, device=grad_output.device,
                              memory_format=fmt)
-    if backend == "triton":
-        from ..kernels import max_pool as kernels
-
-        kernels.backward(grad_output, indices, grad_input, k, s, p, d)
-    else:
-        torch.ops.pydense._max_pool2d_bwd(grad_output, indices, list(k), list(s), list(p), list(d),
-                                          grad_input)
+    launch(backend, "max_pool.backward", "_max_pool2d_bwd", grad_output, indices, k, s, p, d,
+           grad_input)
     return grad_input
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import is_fake
 
 from .. import _backend
-from ._common import check_image_input, empty_output, int_pair, out_memory_format
+from ._common import check_image_input, empty_output, int_pair, launch, out_memory_format
 from .max_pool import MAX_COMPACT_WINDOW, compact_to_flat, max_pool2d_backward_op
 
 OP = "max_unpool2d"
@@ -139,13 +139,7 @@ def max_unpool2d_op(input: torch.Tensor, indices: torch.Tensor, output_size: Seq
     out = _empty_out(input, out_hw)
     gather = gather_ok(tuple(input.shape[-2:]), out_hw, kernel_size, stride, padding) and (
         tuple(dilation) == (1, 1))
-    if backend == "triton":
-        from ..kernels import max_unpool as kernels
-
-        kernels.forward(input, indices, out, *window[:3], gather, window[3])
-    else:
-        torch.ops.pydense._max_unpool2d_fwd(input, indices, kernel_size, stride, padding, dilation,
-                                            gather, out)
+    launch(backend, "max_unpool.forward", "_max_unpool2d_fwd", input, indices, *window, gather, out)
     return out
 
 
@@ -173,13 +167,8 @@ def max_unpool2d_backward_op(grad_output: torch.Tensor, indices: torch.Tensor,
         return g.view(indices.shape).contiguous(memory_format=out_memory_format(indices))
     grad_input = torch.empty(indices.shape, dtype=grad_output.dtype, device=grad_output.device,
                              memory_format=out_memory_format(indices))
-    if backend == "triton":
-        from ..kernels import max_unpool as kernels
-
-        kernels.backward(grad_output, indices, grad_input, *window)
-    else:
-        torch.ops.pydense._max_unpool2d_bwd(grad_output, indices, kernel_size, stride, padding,
-                                            dilation, grad_input)
+    launch(backend, "max_unpool.backward", "_max_unpool2d_bwd", grad_output, indices, *window,
+           grad_input)
     return grad_input
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import check_float_input, empty_output, out_memory_format
+from ._common import check_float_input, empty_output, launch, out_memory_format
 
 
 def out_shape(shape, factor, upscale):
@@ -25,12 +25,7 @@ def _run(input, factor, backend, upscale):
         fn = F.pixel_shuffle if upscale else F.pixel_unshuffle
         return fn(input, factor).contiguous(memory_format=out_memory_format(input))
     out = empty_output(out_shape(input.shape, factor, upscale), input)
-    if backend == "triton":
-        from ..kernels import pixel_shuffle as kernels
-
-        kernels.shuffle(input, out, factor, upscale)
-    else:
-        torch.ops.pydense._pixel_shuffle(input, factor, upscale, out)
+    launch(backend, "pixel_shuffle.forward", "_pixel_shuffle", input, factor, upscale, out)
     return out
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
-from ._common import acc_dtype, check_float_input, empty_output, out_memory_format
+from ._common import acc_dtype, check_float_input, empty_output, launch, out_memory_format
 
 OP, KEY = "interpolate", "upsample_bilinear2d"  # the public name; the registry key
 
@@ -92,13 +92,8 @@ def two_tap_forward(input, out_hw, h_tab, w_tab, backend, skip=None):
     and with ``skip`` writes ``cat([that, skip], 1)`` in the same pass (upsample_concat)."""
     n, c = input.shape[:2]
     out = empty_output((n, c + (0 if skip is None else skip.shape[1]), *out_hw), input)
-    if backend == "triton":
-        from ..kernels import upsample_bilinear as kernels
-
-        kernels.forward(input, out, h_tab[0], h_tab[1], w_tab[0], w_tab[1], skip)
-    else:
-        torch.ops.pydense._upsample_bilinear2d_fwd(input, skip, h_tab[0], h_tab[1], w_tab[0],
-                                                   w_tab[1], out)
+    launch(backend, "upsample_bilinear.forward", "_upsample_bilinear2d_fwd", input, skip,
+           *h_tab[:2], *w_tab[:2], out)
     return out
 
 
@@ -131,12 +126,8 @@ def two_tap_backward(grad_output, input_size, fmt, h_tab, w_tab, backend):
     """The input gradient of :func:`two_tap_forward`: a gather over the input (deterministic)."""
     grad_input = torch.empty(tuple(input_size), dtype=grad_output.dtype, device=grad_output.device,
                              memory_format=fmt)
-    if backend == "triton":
-        from ..kernels import upsample_bilinear as kernels
-
-        kernels.backward(grad_output, grad_input, h_tab[:3], w_tab[:3], h_tab[3], w_tab[3])
-    else:
-        torch.ops.pydense._upsample_bilinear2d_bwd(grad_output, *h_tab[:3], *w_tab[:3], grad_input)
+    launch(backend, "upsample_bilinear.backward", "_upsample_bilinear2d_bwd", grad_output,
+           *h_tab[:3], *w_tab[:3], grad_input, max_len=(h_tab[3], w_tab[3]))
     return grad_input
 
 

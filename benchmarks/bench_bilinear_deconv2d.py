@@ -32,6 +32,11 @@ def cases(device, quick):
     return out
 
 
+def shape_class(case):
+    """The case's class in pydense._tuned: its layout (pydense.ops.bilinear_deconv.shape_class)."""
+    return "channels_last" if case.layout == "channels_last" else "nchw"
+
+
 def problem(case, device):
     p = case.params
     shape, f, crop, (oh, ow) = p["shape"], p["factor"], p["crop"], p["size"]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import pydense
+from pydense.ops.conv import shape_class as conv_shape_class
 
 from .common import Case, Problem, layouts_and_dtypes, to_layout
 
@@ -26,8 +27,10 @@ SHAPES.update({f"depthwise-d{d}": ((8, 256, 64, 64), 256, 3, d, 256) for d in (6
 SHAPES.update({"context-c21-d4": ((1, 21, 66, 66), 21, 3, 4, 1),
                "context-c64-d8": ((1, 64, 66, 66), 64, 3, 8, 1),
                "context-c64-d16": ((1, 64, 66, 66), 64, 3, 16, 1)})
+SHAPES["resnext-g32"] = ((8, 256, 56, 56), 256, 3, 1, 32)  # a grouped conv (ResNeXt-50 stage 1)
 # CPU: the same geometry with batch 1 and at most 256 channels; --quick: three of those.
-SMALL = {"resnet-d1", "resnet-d2", "aspp-d12", "depthwise-d12", "context-c21-d4", "context-c64-d16"}
+SMALL = {"resnet-d1", "resnet-d2", "aspp-d12", "depthwise-d12", "context-c21-d4", "context-c64-d16",
+         "resnext-g32"}
 QUICK = {"resnet-d2", "depthwise-d12", "context-c21-d4"}
 
 
@@ -44,6 +47,12 @@ def cases(device, quick):
             out.append(Case(f"{name} {'x'.join(map(str, shape))}->{oc} k{k} d{d} g{groups}", dtype,
                             layout, {"shape": shape, "oc": oc, "k": k, "d": d, "groups": groups}))
     return out
+
+
+def shape_class(case):
+    """The case's class in pydense._tuned (dense / grouped / depthwise)."""
+    p = case.params
+    return conv_shape_class(p["groups"], p["shape"][1] // p["groups"])
 
 
 def problem(case, device):

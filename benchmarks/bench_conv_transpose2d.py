@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import pydense
+from pydense.ops.conv import shape_class as conv_shape_class
 
 from .common import Case, Problem, layouts_and_dtypes, to_layout
 
@@ -36,6 +37,12 @@ def cases(device, quick):
                             layout, {"shape": shape, "oc": oc, "k": k, "s": s, "pad": pad,
                                      "groups": groups}))
     return out
+
+
+def shape_class(case):
+    """The case's class in pydense._tuned (dense / grouped / depthwise)."""
+    p = case.params
+    return conv_shape_class(p["groups"], p["oc"] // p["groups"])
 
 
 def problem(case, device):

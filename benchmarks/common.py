@@ -28,6 +28,7 @@ Timing: on CUDA ``triton.testing.do_bench(fn, return_mode="median")``; on CPU th
 module) / median time, and "% copy BW" relates it to the device's copy bandwidth measured at the
 start of the run (``dst.copy_(src)``, counted as 2 * bytes moved).
 """
+import argparse
 import csv
 import datetime
 import os
@@ -56,7 +57,9 @@ DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp
                torch.float64: "fp64"}
 COLUMNS = ("case", "dtype", "layout", "direction", "provider", "median_ms", "GB/s", "%copy_BW",
            "TFLOP/s", "%mm_peak", "speedup_vs_aten", "bytes_vs_eager", "check", "notes")
-CSV_COLUMNS = ("op", "device", "bytes") + COLUMNS
+# "class": the case's shape class in pydense._tuned's tables (the bench module's shape_class(case),
+# "*" without one), which python -m benchmarks.tune --cpu decides per.
+CSV_COLUMNS = ("op", "device", "bytes", "class") + COLUMNS
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the "compile" provider compiles with: inductor, the default mode. The CPU dry run of the GPU
@@ -302,6 +305,7 @@ def run_op(module, device, quick, copy_bw, wanted=PROVIDERS, log=None, cases=Non
                     peak = 100 * tflops / matmul_peak(device, case.dtype)
                 case_rows.append({
                     "op": module.OP, "device": device_name(device), "bytes": nbytes,
+                    "class": getattr(module, "shape_class", lambda case: "*")(case),
                     "case": case.name, "dtype": dtype_name(case.dtype), "layout": case.layout,
                     "direction": direction, "provider": name, "median_ms": ms, "GB/s": gbps,
                     "%copy_BW": 100 * gbps / copy_bw if gbps else None, "TFLOP/s": tflops,
@@ -482,6 +486,24 @@ def parse_run_args(parser, argv, verbose_help=None):
     args = parser.parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
     return args, torch.device(args.device), log
+
+
+def model_cli(argv, module_doc, prog, title, csv_name, run, columns, fmt, quick_help, models_help):
+    """The CLI of a model benchmark (``--quick``, ``--models a,b``, ``--device``, ``--out``,
+    ``-v``): ``run(quick, device, wanted, log)`` gives the rows; the table is printed and written
+    to ``OUT/<device>/<csv_name>``; exit status 1 if a check FAILED or ERRORed."""
+    parser = argparse.ArgumentParser(prog=prog, description=module_doc.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--models", default="", help=models_help)
+    add_device_and_out(parser, f"results root (OUT/<device>/{csv_name})")
+    args, device, log = parse_run_args(parser, argv)
+    start = time.perf_counter()
+    wanted = {m.strip() for m in args.models.split(",") if m.strip()}
+    rows = run(args.quick, device, wanted, log)
+    print_and_write_table(f"# {title} ({device_name(device)}, {'quick' if args.quick else 'full'})",
+                          rows, columns, fmt, os.path.join(args.out, device_name(device), csv_name),
+                          start)
+    return 1 if any(r["check"] in ("FAILED", "ERROR") for r in rows) else 0
 
 
 def print_and_write_table(title, rows, columns, fmt, path, start):

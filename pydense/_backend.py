@@ -8,12 +8,16 @@ Backends (keyword-only ``backend=`` on every public op):
 * ``"cuda"`` — the CUDA C++ kernels of the compiled extension (``csrc/cuda``), CUDA tensors only.
 * ``"cpu"`` — the C++ CPU kernels of the compiled extension (``csrc/cpu``), CPU tensors only.
 * ``"torch"`` — the stock PyTorch operator.
-* ``"auto"`` — per device, the backend listed in ``pydense._tuned.AUTO_BACKEND``.
+* ``"auto"`` — per device (and, where the table has classes, per shape class), the backend listed
+  in ``pydense._tuned.AUTO_BACKEND``. It may resolve to ``"aten"``: the stock PyTorch function
+  itself, called directly by the public function (no custom op), where the committed benchmark
+  shows ATen faster than every pydense kernel for that class of shapes.
 """
 import glob
 import importlib.util
 import os
 import re
+import threading
 
 import torch
 
@@ -174,13 +178,33 @@ def _leave_triton(requested, device, op, limit):
     return "torch"
 
 
-def resolve(backend, device, op, beyond_triton=None):
+def auto_choice(op, device, shape_class="*"):
+    """What ``backend="auto"`` picks for the registered op ``op`` on ``device``: its
+    ``pydense._tuned.AUTO_BACKEND`` entry for the device type (``"torch"`` if none), looked up by
+    ``shape_class`` where the entry is a {class: backend} table (``"*"``: every other class).
+    ``shape_class=None`` says the stock function cannot run these arguments (compact indices):
+    then an ``"aten"`` choice becomes the device's compiled kernels, as for an op whose public
+    function has no stock path; ``"cpu"`` becomes ``"torch"`` when the extension is not built."""
+    spec = registry.spec(op)
+    choice = _tuned.AUTO_BACKEND[spec.key].get(device.type, "torch")
+    if isinstance(choice, dict):
+        choice = choice.get(shape_class, choice["*"])
+    if choice == "aten" and (shape_class is None or not spec.aten):
+        choice = "cpu" if device.type == "cpu" else "torch"
+    if choice == "cpu" and not extension_available():
+        choice = "torch"
+    return choice
+
+
+def resolve(backend, device, op, beyond_triton=None, shape_class="*"):
     """The concrete backend for the registered op ``op`` (its key in ``pydense.ops.registry``) on
     ``device``; checks it can run, before any kernel. The one dispatch rule of every op:
 
     * an op key that is not registered is a ValueError (a typo never falls back silently);
-    * ``"auto"`` is ``pydense._tuned.AUTO_BACKEND[op][device.type]``, and ``"torch"`` where that
-      is ``"cpu"`` and the compiled extension is not built;
+    * ``"auto"`` is :func:`auto_choice`: ``pydense._tuned.AUTO_BACKEND[op][device.type]`` (per
+      ``shape_class`` where that entry is a table), ``"torch"`` where it is ``"cpu"`` and the
+      compiled extension is not built; ``"aten"`` tells the caller to call the stock PyTorch
+      function itself;
     * ``beyond_triton`` (a text such as "num_classes <= 362, got 400", given when the arguments
       exceed the Triton kernels' limits): a Triton choice goes to the compiled kernels of the
       device (or "torch" without them), and ``backend="triton"`` by name is a ValueError;
@@ -193,12 +217,41 @@ def resolve(backend, device, op, beyond_triton=None):
         raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
     requested = backend
     if backend == "auto":
-        backend = _tuned.AUTO_BACKEND[spec.key].get(device.type, "torch")
-        if backend == "cpu" and not extension_available():
-            backend = "torch"
+        backend = auto_choice(op, device, shape_class)
+        if backend == "aten":
+            return _traced(spec, requested, backend, device, shape_class)
     if backend == "triton" and beyond_triton is not None:
         backend = _leave_triton(requested, device, name, beyond_triton)
     require(backend, device, name)
+    return _traced(spec, requested, backend, device, shape_class)
+
+
+# While pydense runs a stock function for the "aten" choice (run_stock), pydense.enabled() lets
+# the calls it makes through untouched (per thread).
+STOCK = threading.local()
+
+
+def run_stock(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``: the stock computation an op's public function runs when ``auto``
+    resolved to ``"aten"``. Inside, ``pydense.enabled()`` routes nothing, so a patched module
+    whose op resolved to the stock path (or a direct call) is not sent back to pydense."""
+    previous = getattr(STOCK, "active", False)
+    STOCK.active = True
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        STOCK.active = previous
+
+
+# What pydense.explain records: while a list is set here (per thread), every resolution appends
+# (op key, requested backend, resolved backend, device type, shape class).
+TRACE = threading.local()
+
+
+def _traced(spec, requested, backend, device, shape_class):
+    calls = getattr(TRACE, "calls", None)
+    if calls is not None:
+        calls.append((spec.key, requested, backend, device.type, shape_class))
     return backend
 
 

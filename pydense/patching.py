@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from . import functional
+from . import _backend, functional
 from . import nn as pnn
 from .nn import init
 from .nn._backend_arg import check_backend
@@ -327,6 +327,23 @@ def _plain_float(*tensors):
     return True
 
 
+_NOT_PLAIN = ("not plain floating-point CPU/CUDA tensors of the supported ranks (subclasses, "
+              "integer or quantized tensors stay with torch)")
+
+
+def _decline(reason):
+    """A route's "left to torch", with the reason :func:`pydense.explain` reports."""
+    _state.why = reason
+    return NotImplemented
+
+
+def _predicate_says(conv_predicate):
+    if conv_predicate is not default_conv_predicate:
+        return "the conv_predicate given returned False"
+    return ("a plain dense convolution: left to cuDNN / oneDNN (default_conv_predicate routes "
+            "dilated, grouped and transposed ones)")
+
+
 _CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _CONV_D = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 _CONV_T = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
@@ -343,16 +360,16 @@ def _route_conv2d(mode, args, kwargs):
     a = _bind(args, kwargs, _CONV, _CONV_D)
     x, w = a["input"], a["weight"]
     if not _plain_float(x, w, a["bias"]) or x.dim() not in (3, 4) or w.dim() != 4:
-        return NotImplemented
+        return _decline(_NOT_PLAIN)
     groups = a["groups"]
     pairs = [_pair(a["stride"]), a["padding"] if isinstance(a["padding"], str) else _pair(a["padding"]),
              _pair(a["dilation"])]
     if None in pairs:
-        return NotImplemented
+        return _decline("an argument pydense does not take (left to torch to accept or reject)")
     spec = ConvSpec(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), pairs[0], pairs[1], pairs[2],
                     groups, False)
     if not mode.conv_predicate(spec):
-        return NotImplemented
+        return _decline(_predicate_says(mode.conv_predicate))
     return functional.conv2d(x, w, a["bias"], a["stride"], a["padding"], a["dilation"], groups,
                              backend=mode.backend)
 
@@ -361,14 +378,14 @@ def _route_conv_transpose2d(mode, args, kwargs):
     a = _bind(args, kwargs, _CONV_T, _CONV_T_D)
     x, w = a["input"], a["weight"]
     if not _plain_float(x, w, a["bias"]) or x.dim() not in (3, 4) or w.dim() != 4:
-        return NotImplemented
+        return _decline(_NOT_PLAIN)
     groups = a["groups"]
     pairs = [_pair(a["stride"]), _pair(a["padding"]), _pair(a["dilation"])]
     if None in pairs:
-        return NotImplemented
+        return _decline("an argument pydense does not take (left to torch to accept or reject)")
     spec = ConvSpec(w.shape[0], w.shape[1] * groups, tuple(w.shape[2:]), *pairs, groups, True)
     if not mode.conv_predicate(spec):
-        return NotImplemented
+        return _decline(_predicate_says(mode.conv_predicate))
     return functional.conv_transpose2d(x, w, a["bias"], a["stride"], a["padding"],
                                        a["output_padding"], groups, a["dilation"],
                                        backend=mode.backend)
@@ -377,8 +394,11 @@ def _route_conv_transpose2d(mode, args, kwargs):
 def _route_interpolate(mode, args, kwargs):
     a = _bind(args, kwargs, _INTERP, _INTERP_D)
     x = a["input"]
-    if (a["mode"] != "bilinear" or a["antialias"] or not _plain_float(x) or x.dim() != 4):
-        return NotImplemented
+    if a["mode"] != "bilinear" or a["antialias"]:
+        return _decline(f"mode={a['mode']!r}{', antialias' if a['antialias'] else ''}: pydense "
+                        f"implements bilinear without antialias")
+    if not _plain_float(x) or x.dim() != 4:
+        return _decline(_NOT_PLAIN)
     return functional.interpolate(x, a["size"], a["scale_factor"], "bilinear", a["align_corners"],
                                   a["recompute_scale_factor"], backend=mode.backend)
 
@@ -387,7 +407,7 @@ def _route_max_unpool2d(mode, args, kwargs):
     a = _bind(args, kwargs, _UNPOOL, _UNPOOL_D)
     x, idx = a["input"], a["indices"]
     if not _plain_float(x) or type(idx) is not torch.Tensor or x.dim() not in (3, 4):
-        return NotImplemented
+        return _decline(_NOT_PLAIN)
     return functional.max_unpool2d(x, idx, a["kernel_size"], a["stride"], a["padding"],
                                    a["output_size"], backend=mode.backend)
 
@@ -400,7 +420,7 @@ def _route_shuffle(up):
         a = _bind(args, kwargs, ("input", name), {})
         x = a["input"]
         if not _plain_float(x) or x.dim() < 3:
-            return NotImplemented
+            return _decline(_NOT_PLAIN)
         return fn(x, a[name], backend=mode.backend)
     return route
 
@@ -433,8 +453,10 @@ class enabled(TorchFunctionMode):
     Only plain floating-point CPU/CUDA tensors are routed (tensor subclasses, integer or
     quantized tensors pass through). The results are differentiable (pydense's ops carry their
     own backward), so training under the mode works. It never recurses: while pydense handles a
-    routed call (its argument checks, its ``torch`` fallbacks, a backward run inside the block)
-    the mode is inactive, so the torch functions pydense calls itself reach ATen.
+    routed call (its argument checks, its ``torch`` fallbacks, a backward run inside the block),
+    and while any pydense op runs the stock function that ``auto`` chose for it (``"aten"``,
+    e.g. in a patched module), the mode is inactive, so the torch functions pydense calls itself
+    reach ATen.
     ``torch.compile`` traces through the mode: a model compiled and run inside the block gets
     the pydense ops in its graph (``fullgraph=True`` works).
 
@@ -469,7 +491,8 @@ class enabled(TorchFunctionMode):
         route = self._routes.get(func)
         # torch pops this mode while it runs __torch_function__, so the calls pydense makes here
         # reach ATen; the flag also guards against a re-entry through another mode on the stack.
-        if route is not None and not getattr(_state, "routing", False):
+        if (route is not None and not getattr(_state, "routing", False)
+                and not getattr(_backend.STOCK, "active", False)):
             _state.routing = True
             try:
                 out = route(self, args, kwargs)

@@ -88,7 +88,7 @@ def test_tune_writes_the_tuned_file(tmp_path):
     written = {}
     exec(target.read_text(), written)
     auto = written["AUTO_BACKEND"]
-    assert auto["max_unpool2d"] == {"cuda": "cuda", "cpu": "cpu"}
+    assert auto["max_unpool2d"] == {"cuda": "cuda", "cpu": _tuned.AUTO_BACKEND["max_unpool2d"]["cpu"]}
     assert auto["pixel_shuffle"]["cuda"] == "triton" and auto["pixel_unshuffle"]["cuda"] == "triton"
     assert auto["conv2d"]["cuda"] == "triton"  # cuda failed a check
     unmeasured = set(_tuned.AUTO_BACKEND) - {"max_unpool2d", "pixel_shuffle", "pixel_unshuffle", "conv2d"}
@@ -99,6 +99,46 @@ def test_tune_writes_the_tuned_file(tmp_path):
     again.write_text(target.read_text())
     tune.main([str(tmp_path / "results"), "--out", str(again)])
     assert again.read_text() == target.read_text()  # idempotent
+
+
+def _cpu_rows(op, speedups, cls="*", direction="fwd", check="ok"):
+    """A CPU run's cpu and aten rows: the cpu kernel at ``speedup`` x ATen, one row per value."""
+    rows = []
+    for i, s in enumerate(speedups):
+        base = {"op": op, "device": "cpu-x86_64", "bytes": 1, "class": cls, "case": f"{cls}{i}",
+                "dtype": "fp32", "layout": "nchw", "direction": direction}
+        rows += [dict(base, provider="aten", median_ms=1.0, speedup_vs_aten=1.0, check="ok"),
+                 dict(base, provider="cpu", median_ms=1.0 / s, speedup_vs_aten=s, check=check)]
+    return rows
+
+
+def test_tune_cpu_rule(tmp_path):
+    """``--cpu``: the CPU kernel per op and class only where no fwd / fwd+bwd row is more than 10%
+    slower than ATen and the geometric mean is not slower; "aten" elsewhere (ops with a stock path
+    only; unmeasured classes default to "aten" when any class is); the "cuda" entries are kept."""
+    from pydense import _tuned
+
+    rows = (_cpu_rows("conv2d", [1.5, 0.95], cls="dense") + _cpu_rows("conv2d", [2.0, 0.5], cls="depthwise")
+            + _cpu_rows("conv2d", [0.5], cls="grouped", direction="bwd")  # bwd alone does not count
+            + _cpu_rows("max_unpool2d", [1.2, 0.85])
+            + _cpu_rows("pixel_shuffle", [0.95, 0.97])  # within 10%, but slower on the mean
+            + _cpu_rows("confusion_matrix", [0.5])  # no stock path: stays on the CPU kernel
+            + _cpu_rows("max_pool2d", [2.0], check="FAILED"))
+    common.write_csv(str(tmp_path / "results" / "cpu-x86_64" / "all.csv"), rows)
+    target = tmp_path / "_tuned.py"
+    target.write_text(open(_tuned.__file__).read())
+    assert tune.main([str(tmp_path / "results"), "--cpu", "--out", str(target)]) == 0
+    written = {}
+    exec(target.read_text(), written)
+    auto = written["AUTO_BACKEND"]
+    assert auto["conv2d"]["cpu"] == {"dense": "cpu", "depthwise": "aten", "*": "aten"}
+    assert auto["max_unpool2d"]["cpu"] == "aten" and auto["pixel_shuffle"]["cpu"] == "aten"
+    assert auto["pixel_unshuffle"]["cpu"] == "aten"  # measured as pixel_shuffle
+    assert auto["confusion_matrix"]["cpu"] == "cpu" and auto["max_pool2d"]["cpu"] == "aten"
+    assert {op: e["cuda"] for op, e in auto.items()} == {op: e["cuda"] for op, e in _tuned.AUTO_BACKEND.items()}
+    evidence = written["EVIDENCE"]["cpu"]
+    assert "dense: cpu 0.95-1.50x aten" in evidence["conv2d"] and "no stock path" in evidence["confusion_matrix"]
+    assert "a failed check" in evidence["max_pool2d"]
 
 
 def test_headline_tier_has_one_canonical_case_per_op():

@@ -329,10 +329,12 @@ def test_autocast_keeps_dtype():
     assert torch.equal(out.double(), reference.max_unpool2d(y.double(), idx, out_hw))
 
 
-def test_auto_backend_picks_cpu_kernel_on_cpu():
-    from pydense import _backend
+def test_auto_backend_on_cpu_follows_the_table():
+    from pydense import _backend, _tuned
 
-    assert _backend.resolve("auto", torch.device("cpu"), "max_unpool2d") == "cpu"
+    cpu = torch.device("cpu")
+    assert _backend.resolve("auto", cpu, "max_unpool2d") == _tuned.AUTO_BACKEND["max_unpool2d"]["cpu"]
+    assert _backend.resolve("auto", cpu, "max_unpool2d", shape_class=None) == "cpu"
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id.endswith("-triton")])

@@ -71,14 +71,27 @@ def weight(channels, factor, dtype=torch.float32, device=None):
     return w.to(dtype=dtype, device=device)
 
 
+def shape_class(input):
+    """The input's class in ``pydense._tuned``'s tables: its layout, "channels_last" or "nchw" (the
+    CPU kernel's speed against ATen's depends on it)."""
+    cl = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+    return "channels_last" if cl else "nchw"
+
+
+def _aten_deconv(input, factor, crop, out_hw):
+    """The stock computation (FCN's fixed bilinear ConvTranspose2d, then the crop), differentiable
+    by ATen's autograd: the "torch" backend inside the op, and "aten", which ``auto`` may pick."""
+    w = weight(input.shape[1], factor, input.dtype, input.device)
+    return F.conv_transpose2d(input, w, stride=factor)[..., crop:crop + out_hw[0], crop:crop + out_hw[1]]
+
+
 @torch.library.custom_op("pydense::bilinear_deconv2d", mutates_args=())
 def bilinear_deconv2d_op(input: torch.Tensor, factor: int, crop: int, output_size: Sequence[int],
                       backend: str) -> torch.Tensor:
     """Cropped FCN bilinear deconvolution of a 4-D input with a concrete backend."""
     oh, ow = output_size
     if backend == "torch":
-        w = weight(input.shape[1], factor, input.dtype, input.device)
-        out = F.conv_transpose2d(input, w, stride=factor)[..., crop:crop + oh, crop:crop + ow]
+        out = _aten_deconv(input, factor, crop, (oh, ow))
         return out.contiguous(memory_format=out_memory_format(input))
     h_tab, w_tab = tables(input.shape[-2:], factor, crop, (oh, ow), input.device, input.dtype)
     return two_tap_forward(input, (oh, ow), h_tab, w_tab, backend)
@@ -169,5 +182,7 @@ def bilinear_deconv2d(input, factor, crop=0, output_size=None, backend="auto"):
     if min(out_hw) <= 0 or any(crop + out_hw[d] > full[d] for d in range(2)):
         raise ValueError(f"{OP}: crop {crop} + output_size {out_hw} must fit the full output {full} "
                          f"((in + 1) * factor) and be positive")
-    backend = _backend.resolve(backend, input.device, OP)
+    backend = _backend.resolve(backend, input.device, OP, shape_class=shape_class(input))
+    if backend == "aten":
+        return _backend.run_stock(_aten_deconv, input, factor, crop, out_hw)
     return bilinear_deconv2d_op(input, factor, crop, list(out_hw), backend)

@@ -30,6 +30,7 @@ backend uses them when C_in/groups <= DIRECT_MAX_CG (depthwise and small groups,
 a GEMM formulation) and ATen's CPU convolution (oneDNN / im2col + BLAS, the best CPU GEMM code
 available) for denser convolutions. ``torch`` is ATen (cuDNN on CUDA).
 """
+import functools
 import math
 from typing import List, Optional
 
@@ -80,6 +81,24 @@ def _aten_forward(x, w, bias, stride, pad4, dil, groups):
     return F.conv2d(F.pad(x, (l, r, t, b)), w, bias, stride, 0, dil, groups)
 
 
+def _aten_conv(x, w, bias, residual, stride, pad4, dil, groups, relu, scale, shuffle):
+    """The eager chain of :func:`conv2d_op` on ATen, differentiable by ATen's own autograd (the
+    "torch" backend inside the op; "aten", what ``auto`` may pick, calls it directly)."""
+    y = _aten_forward(x, w, bias, stride, pad4, dil, groups)
+    y = y.relu() if relu else y
+    y = y * scale if scale != 1.0 else y
+    y = F.pixel_shuffle(y, shuffle) if shuffle > 1 else y
+    return y + residual if residual is not None else y
+
+
+def shape_class(groups, channels_per_group):
+    """The class of a convolution in ``pydense._tuned``'s tables: "dense" (groups 1),
+    "depthwise" (one channel per group: ``weight.shape[1]``) or "grouped"."""
+    if groups == 1:
+        return "dense"
+    return "depthwise" if channels_per_group == 1 else "grouped"
+
+
 def _aten_input_grad(gy, w, input_hw, stride, pad4, dil, groups):
     N, C = gy.shape[0], w.shape[1] * groups
     pads = _aten_pads(input_hw, gy.shape[2:], w.shape[2:], stride, pad4, dil)
@@ -119,11 +138,8 @@ def conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     conv2d_pixel_shuffle."""
     cg = weight.shape[1]
     if _on_aten(backend, cg):
-        y = _aten_forward(input, weight, bias, stride, padding, dilation, groups)
-        y = y.relu() if relu else y
-        y = y * scale if scale != 1.0 else y
-        y = F.pixel_shuffle(y, shuffle) if shuffle > 1 else y
-        y = y + residual if residual is not None else y
+        y = _aten_conv(input, weight, bias, residual, stride, padding, dilation, groups, relu, scale,
+                       shuffle)
         return y.contiguous(memory_format=out_memory_format(input))
     out = empty_output(_out_shape(input, weight, stride, padding, dilation, shuffle), input)
     pad_tl = _lead(padding)
@@ -453,9 +469,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
             raise TypeError(f"{op}: residual must have the input's dtype {x.dtype} and device "
                             f"{x.device}, got {r.dtype} on {r.device}")
         residual = r
-    backend = _backend.resolve(backend, x.device, op)
-    y = conv2d_op(x, weight, bias, residual, stride, pad4, dilation, groups, activation == "relu",
-                  float(scale), backend)
+    backend = _backend.resolve(backend, x.device, op, shape_class=shape_class(groups, weight.shape[1]))
+    conv = (functools.partial(_backend.run_stock, _aten_conv) if backend == "aten"
+            else functools.partial(conv2d_op, backend=backend))
+    y = conv(x, weight, bias, residual, stride, pad4, dilation, groups, activation == "relu",
+             float(scale), shuffle=1)
     return y.squeeze(0) if unbatched else y
 
 
@@ -490,8 +508,10 @@ def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding=None, *, b
     padding = [k // 2 for k in khw] if padding is None else padding
     pad4 = _padding4(op, padding, [1, 1], [1, 1], khw)
     _check_out_size(op, _out_shape(x, weight, [1, 1], pad4, [1, 1]), x, padding, [1, 1], khw)
-    backend = _backend.resolve(backend, x.device, OP_PS)
-    y = conv2d_op(x, weight, bias, None, [1, 1], pad4, [1, 1], 1, False, 1.0, backend, r)
+    backend = _backend.resolve(backend, x.device, OP_PS, shape_class="dense")
+    conv = (functools.partial(_backend.run_stock, _aten_conv) if backend == "aten"
+            else functools.partial(conv2d_op, backend=backend))
+    y = conv(x, weight, bias, None, [1, 1], pad4, [1, 1], 1, False, 1.0, shuffle=r)
     return y.squeeze(0) if unbatched else y
 
 
@@ -523,6 +543,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if min(hw) <= 0:
         raise ValueError(f"{op}: output size {tuple(hw)} is not positive (padding {tuple(padding)} "
                          f"too large for input {tuple(x.shape[2:])})")
-    backend = _backend.resolve(backend, x.device, OP_T)
-    y = conv_transpose2d_op(x, weight, bias, stride, padding, output_padding, dilation, groups, backend)
+    backend = _backend.resolve(backend, x.device, OP_T, shape_class=shape_class(groups, weight.shape[1]))
+    if backend == "aten":
+        y = _backend.run_stock(F.conv_transpose2d, x, weight, bias, stride, padding, output_padding,
+                               groups, dilation)
+    else:
+        y = conv_transpose2d_op(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                backend)
     return y.squeeze(0) if unbatched else y

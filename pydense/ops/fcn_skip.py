@@ -36,19 +36,27 @@ def _out_hw(coarse, factor):
     return tuple(full_size(s, factor) for s in coarse.shape[-2:])
 
 
+def _aten_fcn_skip(coarse, skip, weight, bias, factor, offset, skip_scale):
+    """The eager chain on ATen, differentiable by ATen's autograd (the "torch" backend inside the
+    op; "aten", what ``auto`` may pick, calls it directly): the fixed bilinear deconvolution, the
+    scaled 1x1 score convolution of the skip, its crop, the sum."""
+    oh, ow = _out_hw(coarse, factor)
+    up = F.conv_transpose2d(coarse, deconv_weight(coarse.shape[1], factor, coarse.dtype,
+                                                  coarse.device), stride=factor)
+    s = skip * skip_scale if skip_scale != 1.0 else skip
+    if weight is not None:
+        s = F.conv2d(s, weight[:, :, None, None], bias)
+    return up + s[..., offset[0]:offset[0] + oh, offset[1]:offset[1] + ow]
+
+
 @torch.library.custom_op("pydense::fcn_skip", mutates_args=())
 def fcn_skip_op(coarse: torch.Tensor, skip: torch.Tensor, weight: Optional[torch.Tensor],
                 bias: Optional[torch.Tensor], factor: int, offset: List[int], skip_scale: float,
                 backend: str) -> torch.Tensor:
     """deconv(coarse, factor) + crop(skip_scale * score(skip) + bias, offset); weight (K, CS)."""
     oh, ow = _out_hw(coarse, factor)
-    if backend == "torch":  # the eager chain
-        up = F.conv_transpose2d(coarse, deconv_weight(coarse.shape[1], factor, coarse.dtype,
-                                                      coarse.device), stride=factor)
-        s = skip * skip_scale if skip_scale != 1.0 else skip
-        if weight is not None:
-            s = F.conv2d(s, weight[:, :, None, None], bias)
-        out = up + s[..., offset[0]:offset[0] + oh, offset[1]:offset[1] + ow]
+    if backend == "torch":
+        out = _aten_fcn_skip(coarse, skip, weight, bias, factor, offset, skip_scale)
         return out.contiguous(memory_format=out_memory_format(coarse))
     h_tab, w_tab = deconv_tables(coarse.shape[-2:], factor, 0, (oh, ow), coarse.device, coarse.dtype)
     out = empty_output((coarse.shape[0], coarse.shape[1], oh, ow), coarse)
@@ -234,4 +242,7 @@ def fcn_skip(coarse, skip_features, factor=2, offset=None, skip_scale=1.0, score
         raise ValueError(f"{OP}: offset {tuple(offset)} crops a {out_hw} window (the upsampled "
                          f"coarse size, (H + 1) * factor) outside skip_features' size {skip_hw}")
     backend = _backend.resolve(backend, coarse.device, OP)
+    if backend == "aten":
+        return _backend.run_stock(_aten_fcn_skip, coarse, skip_features, w, score_bias, factor, offset,
+                                  float(skip_scale))
     return fcn_skip_op(coarse, skip_features, w, score_bias, factor, offset, float(skip_scale), backend)

@@ -195,7 +195,10 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
          backend="auto"):
     """Validate, pick the backend, and call ``pydense::max_pool2d_with_indices`` (3-D or 4-D)."""
     k, s, p, d, _ = normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, compact)
-    backend = _backend.resolve(backend, input.device, KEY)
+    backend = _backend.resolve(backend, input.device, KEY, shape_class=None if compact else "*")
+    if backend == "aten":
+        return _backend.run_stock(F.max_pool2d, input, k, s, p, d, ceil_mode=ceil_mode,
+                                  return_indices=True)
     squeeze = input.dim() == 3
     if squeeze:
         input = input.unsqueeze(0)

@@ -253,7 +253,11 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     """Validate, pick the backend, and call ``pydense::max_unpool2d`` (3-D or 4-D input)."""
     k, s, p, out_hw, d = normalize_args(input, indices, kernel_size, stride, padding, output_size,
                                         dilation)
-    backend = _backend.resolve(backend, input.device, OP)
+    flat = indices.dtype == torch.int64  # ATen's own indices
+    backend = _backend.resolve(backend, input.device, OP, shape_class="*" if flat else None)
+    if backend == "aten":  # flat indices: the window only sets the size check (dilated extent)
+        extent = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+        return _backend.run_stock(F.max_unpool2d, input, indices, extent, s, p, out_hw)
     if check_indices is None:
         check_indices = default_check_indices(input.device)
     squeeze = input.dim() == 3

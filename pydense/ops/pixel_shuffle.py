@@ -91,6 +91,8 @@ def _shuffle(input, factor, upscale, backend):
         raise ValueError(f"{op}: height {h} and width {w} must be divisible by downscale_factor "
                          f"{factor}")
     backend = _backend.resolve(backend, input.device, op)
+    if backend == "aten":
+        return _backend.run_stock(F.pixel_shuffle if upscale else F.pixel_unshuffle, input, factor)
     batch = input.shape[:-3]
     n = 1
     for b in batch:

@@ -33,11 +33,14 @@ class OpSpec:
     oracle: str                 # pydense.reference.<oracle>
     bench: str                  # benchmarks/bench_<bench>.py
     torch: str                  # what backend="torch" runs (documentation)
+    aten: bool                  # the public function calls the stock function itself when "auto"
+                                # resolves to "aten" (pydense._tuned may pick "aten" only then)
 
 
-def _spec(key, public, module, custom_ops, compiled, kernels, oracle=None, bench=None, torch=""):
+def _spec(key, public, module, custom_ops, compiled, kernels, oracle=None, bench=None, torch="",
+          aten=False):
     return OpSpec(key, tuple(public), module, tuple(custom_ops), tuple(compiled), kernels,
-                  oracle or key, bench or key, torch)
+                  oracle or key, bench or key, torch, aten)
 
 
 _CONV = ("_conv2d_fwd", "_conv2d_dgrad", "_conv2d_wgrad")
@@ -46,37 +49,38 @@ _TWO_TAP = ("_upsample_bilinear2d_fwd", "_upsample_bilinear2d_bwd")
 
 OPS = {s.key: s for s in (
     _spec("conv2d", ["conv2d"], "conv", _CONV_OPS, _CONV, "conv",
-          torch="torch.nn.functional.conv2d (cuDNN / oneDNN)"),
+          torch="torch.nn.functional.conv2d (cuDNN / oneDNN)", aten=True),
     _spec("conv2d_fused", ["conv2d_fused"], "conv", _CONV_OPS, _CONV, "conv", oracle="conv2d",
-          torch="conv2d, then relu / scale / add in eager"),
+          torch="conv2d, then relu / scale / add in eager", aten=True),
     _spec("conv_transpose2d", ["conv_transpose2d"], "conv", ("conv_transpose2d",) + _CONV_OPS,
-          _CONV, "conv", torch="torch.nn.functional.conv_transpose2d"),
+          _CONV, "conv", torch="torch.nn.functional.conv_transpose2d", aten=True),
     _spec("conv2d_pixel_shuffle", ["conv2d_pixel_shuffle"], "conv", _CONV_OPS + ("pixel_unshuffle",),
-          _CONV + ("_pixel_shuffle",), "conv", torch="conv2d, then pixel_shuffle"),
+          _CONV + ("_pixel_shuffle",), "conv", torch="conv2d, then pixel_shuffle", aten=True),
     _spec("max_pool2d", ["max_pool2d_with_indices"], "max_pool",
           ("max_pool2d_with_indices", "max_pool2d_backward"), ("_max_pool2d_fwd", "_max_pool2d_bwd"),
           "max_pool", oracle="max_pool2d_with_indices",
-          torch="torch.nn.functional.max_pool2d(return_indices=True)"),
+          torch="torch.nn.functional.max_pool2d(return_indices=True)", aten=True),
     _spec("max_unpool2d", ["max_unpool2d"], "max_unpool", ("max_unpool2d", "max_unpool2d_backward"),
           ("_max_unpool2d_fwd", "_max_unpool2d_bwd"), "max_unpool",
-          torch="torch.nn.functional.max_unpool2d"),
+          torch="torch.nn.functional.max_unpool2d", aten=True),
     _spec("pixel_shuffle", ["pixel_shuffle"], "pixel_shuffle", ("pixel_shuffle", "pixel_unshuffle"),
-          ("_pixel_shuffle",), "pixel_shuffle", torch="torch.nn.functional.pixel_shuffle"),
+          ("_pixel_shuffle",), "pixel_shuffle", torch="torch.nn.functional.pixel_shuffle", aten=True),
     _spec("pixel_unshuffle", ["pixel_unshuffle"], "pixel_shuffle", ("pixel_unshuffle", "pixel_shuffle"),
           ("_pixel_shuffle",), "pixel_shuffle", bench="pixel_shuffle",
-          torch="torch.nn.functional.pixel_unshuffle"),
+          torch="torch.nn.functional.pixel_unshuffle", aten=True),
     _spec("upsample_bilinear2d", ["interpolate"], "upsample_bilinear",
           ("upsample_bilinear2d", "upsample_bilinear2d_backward"), _TWO_TAP, "upsample_bilinear",
-          torch="torch.nn.functional.interpolate(mode='bilinear')"),
+          torch="torch.nn.functional.interpolate(mode='bilinear')", aten=True),
     _spec("bilinear_deconv2d", ["bilinear_deconv2d"], "bilinear_deconv",
           ("bilinear_deconv2d", "bilinear_deconv2d_backward"), _TWO_TAP, "upsample_bilinear",
-          torch="torch.nn.functional.conv_transpose2d with the bilinear weight, then a crop"),
+          torch="torch.nn.functional.conv_transpose2d with the bilinear weight, then a crop",
+          aten=True),
     _spec("upsample_concat", ["upsample_concat"], "upsample_concat",
           ("upsample_concat", "upsample_concat_backward"), _TWO_TAP, "upsample_bilinear",
-          torch="interpolate, then torch.cat"),
+          torch="interpolate, then torch.cat", aten=True),
     _spec("fcn_skip", ["fcn_skip"], "fcn_skip", ("fcn_skip", "fcn_skip_skip_grad"),
           ("_fcn_skip_fwd", "_fcn_skip_bwd"), "fcn_skip",
-          torch="bilinear conv_transpose2d, crop, 1x1 conv2d, add"),
+          torch="bilinear conv_transpose2d, crop, 1x1 conv2d, add", aten=True),
     _spec("confusion_matrix", ["confusion_matrix"], "confusion_matrix", ("confusion_matrix",),
           ("_confusion_matrix",), "confusion_matrix", torch="torch.bincount"),
     _spec("panoptic_pair_counts", ["panoptic_pair_counts"], "panoptic_pairs",

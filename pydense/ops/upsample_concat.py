@@ -209,4 +209,8 @@ def upsample_concat(x, skip, scale_factor=2, mode="bilinear", align_corners=None
         dtype = torch.promote_types(x.dtype, skip.dtype)
         x, skip = x.to(dtype), skip.to(dtype)
     backend = _backend.resolve(backend, x.device, OP)
+    if backend == "aten":  # the stock chain itself: interpolate, then cat
+        up = _backend.run_stock(_aten_upsample, x, tuple(skip.shape[-2:]), mode, align_corners,
+                                (_scale(scales[0]), _scale(scales[1])))
+        return torch.cat([up, skip], 1)
     return upsample_concat_op(x, skip, mode, align_corners, scales[0], scales[1], backend)

@@ -7,9 +7,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.14.1
 TORCHVISION_VERSION ?= 0.29.1
+# segmentation-models-pytorch (and timm, which it pulls): the models people already run, which
+# the patching tests and benchmarks.clients use
+SMP_VERSION ?= 0.6.0
 export MAX_JOBS ?= 2
 
-.PHONY: all venv build test bench bench-quick gpu-check gpu-check-dry wheel check-torch clean
+.PHONY: all venv build test bench bench-quick bench-clients gpu-check gpu-check-dry wheel check-torch clean
 all: test
 
 $(VENV)/.deps-stamp:
@@ -17,7 +20,7 @@ $(VENV)/.deps-stamp:
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
 		setuptools wheel ninja pytest pytest-benchmark pytest-xdist pytest-timeout hypothesis numpy \
-		expecttest pillow
+		expecttest pillow "segmentation-models-pytorch==$(SMP_VERSION)"
 	touch $@
 
 venv: $(VENV)/.deps-stamp
@@ -97,6 +100,12 @@ bench: build
 
 bench-quick: build
 	$(PY) -m benchmarks --quick --out build/bench
+	$(PY) -m benchmarks.clients --quick --out build/bench
+
+# The models people already have (segmentation-models-pytorch, torchvision), stock vs pydense:
+# CPU results under benchmarks/results/cpu-x86_64/clients.csv (about 10 min on 2 cores)
+bench-clients: build
+	$(PY) -m benchmarks.clients
 
 # The GPU check (scripts/gpu_check.sh): on a GPU machine with a preinstalled torch, its two
 # commands, correctness then the headline benchmarks (results under $OUT, default

@@ -17,10 +17,7 @@ allocator's peak over one call, after a reset) and the speedup vs eager; "check"
 pydense and compiled inference outputs with eager's (rtol = atol = 1e-3 scaled by the output's
 magnitude in fp32, 5e-2 in bf16).
 """
-import argparse
-import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -172,18 +169,9 @@ _fmt = common.cell_formatter({"median_ms": "{:.4g}", "images/s": "{:.4g}", "peak
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.models", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, fp32 (CPU / CI smoke run)")
-    parser.add_argument("--models", default="", help="comma-separated model names (default: all)")
-    common.add_device_and_out(parser, "results root (OUT/<device>/models.csv)")
-    args, device, log = common.parse_run_args(parser, argv)
-    start = time.perf_counter()
-    wanted = {m.strip() for m in args.models.split(",") if m.strip()}
-    rows = run(args.quick, device, wanted, log)
-    common.print_and_write_table(
-        f"# pydense model benchmarks ({common.device_name(device)}, {'quick' if args.quick else 'full'})",
-        rows, COLUMNS, _fmt, os.path.join(args.out, common.device_name(device), "models.csv"), start)
-    return 1 if any(r["check"] in ("FAILED", "ERROR") for r in rows) else 0
+    return common.model_cli(argv, __doc__, "python -m benchmarks.models", "pydense model benchmarks",
+                            "models.csv", run, COLUMNS, _fmt, "small sizes, fp32 (CPU / CI smoke run)",
+                            "comma-separated model names (default: all)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ first by conftest) sets it, before any test module imports pydense or triton. On
 is left alone, and the Triton kernels run compiled on CUDA tensors (the CPU-tensor Triton tests
 then skip visibly).
 """
+import collections
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ import torch  # noqa: E402
 
 import pydense  # noqa: E402
 from pydense import _backend  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
@@ -92,3 +94,18 @@ def check_gradient_penalty(ours, ours_inputs, reference, reference_inputs, mask)
         grads.append([g.cpu() for g in torch.autograd.grad(sum(g.square().sum() for g in gs), ts)])
     assert all(g.abs().sum() > 0 for g in grads[1])
     torch.testing.assert_close(grads[0], grads[1])
+
+
+class PydenseOpCounter(TorchDispatchMode):
+    """Counts the pydense:: ops the dispatcher runs (and every other op, by name)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func._schema.name] += 1
+        return func(*args, **(kwargs or {}))
+
+    def pydense(self):
+        return {k: v for k, v in self.counts.items() if k.startswith("pydense::")}

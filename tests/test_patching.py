@@ -9,28 +9,12 @@ import collections
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import pydense
-from helpers import requires_cuda
+from helpers import PydenseOpCounter, requires_cuda
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 CUDA_TOL = dict(rtol=1e-4, atol=1e-4)
-
-
-class PydenseOpCounter(TorchDispatchMode):
-    """Counts the pydense:: ops the dispatcher runs (and every other op, by name)."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[func._schema.name] += 1
-        return func(*args, **(kwargs or {}))
-
-    def pydense(self):
-        return {k: v for k, v in self.counts.items() if k.startswith("pydense::")}
 
 
 class AllKinds(torch.nn.Module):

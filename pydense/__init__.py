@@ -40,6 +40,8 @@ from . import functional, metrics, models, nn, panoptic_fusion, patching  # noqa
 from . import reference  # noqa: E402,F401
 from ._backend import BackendUnavailableError, build_info, extension_available  # noqa: E402,F401
 from ._explain import ExplainEntry, Explanation, explain  # noqa: E402,F401
+from . import fusion  # noqa: E402,F401
+from .fusion import compile  # noqa: E402,F401
 from .patching import (ConvSpec, PatchRecord, default_conv_predicate, enabled,  # noqa: E402,F401
                        fixed_bilinear_factor, patch, patched_modules, unpatch)
 
@@ -47,7 +49,8 @@ __version__ = "0.1.0"
 __all__ = ["functional", "metrics", "models", "nn", "panoptic_fusion", "patching", "reference",
            "build_info", "extension_available", "BackendUnavailableError", "patch", "unpatch",
            "patched_modules", "enabled", "default_conv_predicate", "ConvSpec", "PatchRecord",
-           "fixed_bilinear_factor", "explain", "Explanation", "ExplainEntry"]
+           "fixed_bilinear_factor", "explain", "Explanation", "ExplainEntry",
+           "fusion", "compile"]
 
 # Deprecated submodule names, imported (with their DeprecationWarning) on first attribute access.
 _DEPRECATED_MODULES = {"panoptic": "panoptic_fusion"}

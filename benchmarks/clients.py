@@ -16,7 +16,9 @@ segmentation-models-pytorch is optional: its models are reported as not run with
 """
 import contextlib
 import copy
+import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +48,28 @@ def _torchvision_deeplabv3():
 
 # name: (factory, input shape on CPU / in --quick, on CUDA)
 MODELS = {
-    "smp_unet_resnet34": (_smp("Unet"), (1, 3, 256, 256), (8, 3, 512, 512)),
-    "smp_deeplabv3plus_resnet34": (_smp("DeepLabV3Plus"), (1, 3, 256, 256), (8, 3, 512, 512)),
-    "tv_deeplabv3_resnet50": (_torchvision_deeplabv3, (1, 3, 256, 256), (8, 3, 512, 512)),
+    "smp_unet_resnet34": (_smp("Unet"), (2, 3, 256, 256), (8, 3, 512, 512)),
+    "smp_deeplabv3plus_resnet34": (_smp("DeepLabV3Plus"), (2, 3, 256, 256), (8, 3, 512, 512)),
+    "tv_deeplabv3_resnet50": (_torchvision_deeplabv3, (2, 3, 256, 256), (8, 3, 512, 512)),
 }
-QUICK_SHAPE = (1, 3, 64, 64)
+QUICK_SHAPE = (2, 3, 64, 64)  # batch 2: train-mode BatchNorm after the ASPP's global pooling
+WARMUP = 3  # calls before timing (oneDNN builds its primitives for each new shape on first use)
+ROUNDS = 7  # CPU: timed rounds, each calling every provider once in turn (drift hits all alike)
+
+
+def interleaved_ms(steps, device, rounds):
+    """{provider: median ms of one call}: on CUDA ``do_bench`` per provider; on CPU ``rounds``
+    rounds that call each provider once in turn, so that machine drift and the order of the
+    providers do not favour one of them (a shared 2-core machine drifts by tens of percent)."""
+    if device.type == "cuda":
+        return {p: common.bench_ms(step, device) for p, step in steps.items()}
+    samples = {p: [] for p in steps}
+    for _ in range(rounds):
+        for p, step in steps.items():
+            start = time.perf_counter()
+            step()
+            samples[p].append((time.perf_counter() - start) * 1e3)
+    return {p: statistics.median(v) for p, v in samples.items()}
 
 
 def _output(out):
@@ -67,21 +86,21 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
         base = {"model": name, "case": "x".join(map(str, shape))}
         try:
             torch.manual_seed(0)
-            stock = factory().to(device)
+            pristine = factory().to(device)
         except ImportError as e:
             rows.append({**base, "provider": "stock", "check": "not run", "notes": str(e)})
             continue
-        patched = copy.deepcopy(stock)
-        pydense.patch(patched)
-        replaced = len(pydense.patched_modules(patched))
+        replaced = len(pydense.patched_modules(pydense.patch(copy.deepcopy(pristine))))
         for layout in layouts:
             fmt = common.LAYOUTS[layout]
-            stock, patched = stock.to(memory_format=fmt), patched.to(memory_format=fmt)
             x = torch.randn(shape, device=device).contiguous(memory_format=fmt)
             target = torch.zeros(shape[0], *shape[2:], dtype=torch.long, device=device)
-            models = {"stock": stock, "patched": patched, "enabled": stock}
             for mode in modes:
-                case_rows = []
+                # fresh copies for each case: training steps move BatchNorm's running statistics
+                stock = copy.deepcopy(pristine).to(memory_format=fmt)
+                patched = pydense.patch(copy.deepcopy(stock))
+                models = {"stock": stock, "patched": patched, "enabled": copy.deepcopy(stock)}
+                case_rows, steps = [], {}
                 for provider in PROVIDERS:
                     model = models[provider]
                     ctx = pydense.enabled if provider == "enabled" else contextlib.nullcontext
@@ -99,7 +118,7 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
 
                             out = step()
                             with torch.no_grad():
-                                ref = _output(stock.eval()(x))
+                                ref = _output(pristine.eval()(x))
                             tol = 1e-4 * max(1.0, ref.abs().max().item())
                             row["check"] = "ok" if torch.allclose(out, ref, rtol=tol, atol=tol) else "FAILED"
                         else:
@@ -111,18 +130,23 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
                                     loss = F.cross_entropy(_output(model(x)), target)
                                 loss.backward()
 
-                            step()
                             row["check"] = "ran"
-                        ms = common.bench_ms(step, device)
-                        row.update({"median_ms": ms, "images/s": shape[0] / (ms * 1e-3)})
+                        for _ in range(1 if quick else WARMUP):
+                            step()
+                        steps[provider] = step
                     except Exception as e:  # noqa: BLE001 - reported, not fatal
                         row.update({"check": "ERROR", "notes": common._error_text(e)})
                     case_rows.append(row)
+                measured = interleaved_ms(steps, device, 3 if quick else ROUNDS)
+                for row in case_rows:
+                    ms = measured.get(row["provider"])
+                    if ms:
+                        row.update({"median_ms": ms, "images/s": shape[0] / (ms * 1e-3)})
                 ref_ms = next((r.get("median_ms") for r in case_rows if r["provider"] == "stock"), None)
                 for r in case_rows:
                     r["speedup_vs_stock"] = ref_ms / r["median_ms"] if ref_ms and r.get("median_ms") else None
                 rows += case_rows
-        del stock, patched
+        del pristine
     return rows
 
 

@@ -34,6 +34,18 @@ def test_table_entries_are_valid(op):
         assert op in _tuned.EVIDENCE["cpu"], f"{op}: a CPU choice without its measurement"
 
 
+@pytest.mark.parametrize("op", sorted(registry.OPS))
+def test_auto_follows_the_table(op):
+    """auto resolves to the table's choice; where the stock op cannot run the arguments
+    (shape_class=None: compact indices) never to "aten"."""
+    entry = _tuned.AUTO_BACKEND[op]["cpu"]
+    want = entry["*"] if isinstance(entry, dict) else entry
+    if want == "cpu" and not pydense.extension_available():
+        want = "torch"
+    assert _backend.resolve("auto", CPU, op) == want
+    assert _backend.resolve("auto", CPU, op, shape_class=None) != "aten"
+
+
 def test_auto_choice_reads_classes():
     table = {"cuda": "triton", "cpu": {"depthwise": "aten", "*": "cpu"}}
     saved = _tuned.AUTO_BACKEND["conv2d"]

@@ -210,3 +210,26 @@ def test_gpu_check_script_parses_and_reports(tmp_path):
     assert "`FAILURE tests.test_a::test_bad[cuda-triton]`: AssertionError: Tensor-likes are not close!" in text
     assert "`ERROR tests.test_b::test_err`: RuntimeError: CUDA error" in text
     assert "| part-1.log | 2 | unfinished | ========= Invalid __global__ write of size 4 bytes |" in text
+
+
+def test_clients_time_providers_in_turn():
+    """benchmarks.clients times the providers round-robin (so drift hits all alike): each step
+    runs once per round, in provider order, and the median of its own calls is reported."""
+    import time
+
+    import torch
+
+    from benchmarks import clients
+
+    calls = []
+
+    def step(name, ms):
+        def run():
+            calls.append(name)
+            time.sleep(ms / 1e3)
+        return run
+
+    got = clients.interleaved_ms({"stock": step("stock", 2), "patched": step("patched", 6)},
+                                 torch.device("cpu"), 5)
+    assert calls == ["stock", "patched"] * 5
+    assert 2 <= got["stock"] < 5 <= 6 <= got["patched"] < 12

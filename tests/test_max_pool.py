@@ -344,16 +344,6 @@ def test_nn_module_is_a_drop_in():
     assert torch.equal(pydense.nn.MaxPool2d(2, backend="cpu")(x), F.max_pool2d(x, 2))
 
 
-def test_auto_backend_on_cpu_follows_the_table():
-    """auto on CPU: the committed table's choice; compact indices (no stock equivalent) always
-    run on pydense's CPU kernel."""
-    from pydense import _backend, _tuned
-
-    cpu = torch.device("cpu")
-    assert _backend.resolve("auto", cpu, "max_pool2d") == _tuned.AUTO_BACKEND["max_pool2d"]["cpu"]
-    assert _backend.resolve("auto", cpu, "max_pool2d", shape_class=None) == "cpu"
-
-
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id.endswith("-triton")])
 def test_triton_int64_index_path(device, backend, monkeypatch):
     """The int64 index variants (used when a tensor spans 2^30 elements) on small tensors."""

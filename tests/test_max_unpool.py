@@ -329,14 +329,6 @@ def test_autocast_keeps_dtype():
     assert torch.equal(out.double(), reference.max_unpool2d(y.double(), idx, out_hw))
 
 
-def test_auto_backend_on_cpu_follows_the_table():
-    from pydense import _backend, _tuned
-
-    cpu = torch.device("cpu")
-    assert _backend.resolve("auto", cpu, "max_unpool2d") == _tuned.AUTO_BACKEND["max_unpool2d"]["cpu"]
-    assert _backend.resolve("auto", cpu, "max_unpool2d", shape_class=None) == "cpu"
-
-
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id.endswith("-triton")])
 def test_triton_int64_index_path(device, backend, monkeypatch):
     """The int64 index variant (used when a tensor spans 2^31 elements) on small tensors."""

@@ -50,7 +50,7 @@ __all__ = ["functional", "metrics", "models", "nn", "panoptic_fusion", "patching
            "build_info", "extension_available", "BackendUnavailableError", "patch", "unpatch",
            "patched_modules", "enabled", "default_conv_predicate", "ConvSpec", "PatchRecord",
            "fixed_bilinear_factor", "explain", "Explanation", "ExplainEntry",
-           "fusion", "compile"]
+           "fusion"]  # pydense.compile is not in __all__: a star import must not shadow the builtin
 
 # Deprecated submodule names, imported (with their DeprecationWarning) on first attribute access.
 _DEPRECATED_MODULES = {"panoptic": "panoptic_fusion"}

@@ -67,6 +67,7 @@ done_step ops
 
 step "smoke tests under torch $V"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_package.py tests/test_pixel_shuffle.py \
+  tests/test_auto_cpu.py tests/test_fusion.py tests/test_explain.py \
   2>&1 | tail -n 15 || status=1
 done_step smoke
 

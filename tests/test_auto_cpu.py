@@ -181,3 +181,21 @@ def test_aten_choice_under_enabled_and_compile(monkeypatch):
     assert torch.equal(y, model(x))
     patched = pydense.patch(torch.nn.Sequential(*model))
     check_compile_fullgraph(patched, x.requires_grad_())
+
+
+def test_stock_path_keeps_the_documented_behaviour(monkeypatch):
+    """Where auto calls the stock op, pydense's documented contract still holds: out-of-range
+    indices raise IndexError naming ``indices``; overlapping unpool windows (repeated indices:
+    the later input element wins) and empty pixel_unshuffle inputs (a torch bug) stay on
+    pydense's kernels."""
+    _force(monkeypatch, "max_unpool2d", "aten")
+    _force(monkeypatch, "pixel_unshuffle", "aten")
+    y = _x(1, 1, 2, 2)
+    with pytest.raises(IndexError, match="indices"):
+        PF.max_unpool2d(y, torch.tensor([[[[0, 1], [2, 99]]]]), 2)
+    idx = torch.tensor([[[[5, 5], [5, 5]]]])  # k=3, s=1: windows overlap, one target
+    out = PF.max_unpool2d(y, idx, 3, stride=1)
+    assert out.flatten()[5] == y.flatten()[-1] and pydense_nodes(
+        PF.max_unpool2d(y.requires_grad_(), idx, 3, stride=1))
+    empty = PF.pixel_unshuffle(torch.empty(0, 1, 2, 2), 2)
+    assert empty.shape == (0, 4, 1, 1)

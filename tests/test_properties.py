@@ -902,6 +902,21 @@ def _identity_axis(op, c):
     return False
 
 
+def _stock(op, dev, be, c):
+    """Whether the case runs the stock op: backend="torch", or "auto" where pydense/_tuned.py
+    resolves it to "aten" (then torch's own behaviour is the documented one)."""
+    if be == "torch":
+        return True
+    if be != "auto":
+        return False
+    key = {"max_pool2d_with_indices": "max_pool2d", "interpolate": "upsample_bilinear2d"}.get(op, op)
+    cls = "*"
+    if op == "bilinear_deconv2d":
+        from pydense.ops.bilinear_deconv import shape_class
+        cls = shape_class(make(c["input"], dev))
+    return _backend.auto_choice(key, torch.device(dev), cls) == "aten"
+
+
 KNOWN = {
     "zero-channels-empty-result": (
         "zero input channels: torch raises (max_pool2d 'Expected 3D or 4D (batch mode) tensor with "
@@ -921,10 +936,11 @@ KNOWN = {
         lambda op, dev, be, c: op == "conv_transpose2d" and be == "triton"
         and bool(c["weight"].specials)),
     "fcn-dense-layer-nan": (
-        "documented difference, not a defect: backend='torch' runs FCN's dense C x C "
-        "conv_transpose2d, whose off-diagonal zeros spread NaN/Inf across channels (0 * NaN); the "
-        "reference and pydense's kernels use the channel diagonal only",
-        lambda op, dev, be, c: be == "torch" and (
+        "documented difference, not a defect: backend='torch' (and 'auto' where it calls the "
+        "stock op) runs FCN's dense C x C conv_transpose2d, whose off-diagonal zeros spread "
+        "NaN/Inf across channels (0 * NaN); the reference and pydense's kernels use the channel "
+        "diagonal only",
+        lambda op, dev, be, c: _stock(op, dev, be, c) and (
             (op == "bilinear_deconv2d" and bool(c["input"].specials))
             or (op == "fcn_skip" and bool(c["coarse"].specials)))),
     "torch-unshuffle-empty": (
@@ -936,7 +952,7 @@ KNOWN = {
         "backend='torch' is ATen's max_unpool2d, whose choice among duplicate indices depends on "
         "the layout (its channels_last kernel) and on the thread schedule (unbatched input: not "
         "even reproducible); pydense documents 'the later input element wins' on every backend",
-        lambda op, dev, be, c: op == "max_unpool2d" and be == "torch"
+        lambda op, dev, be, c: op == "max_unpool2d" and _stock(op, dev, be, c)
         and _has_duplicates(c["indices"])),
 }
 

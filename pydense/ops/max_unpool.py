@@ -253,13 +253,18 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     """Validate, pick the backend, and call ``pydense::max_unpool2d`` (3-D or 4-D input)."""
     k, s, p, out_hw, d = normalize_args(input, indices, kernel_size, stride, padding, output_size,
                                         dilation)
-    flat = indices.dtype == torch.int64  # ATen's own indices
-    backend = _backend.resolve(backend, input.device, OP, shape_class="*" if flat else None)
-    if backend == "aten":  # flat indices: the window only sets the size check (dilated extent)
-        extent = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-        return _backend.run_stock(F.max_unpool2d, input, indices, extent, s, p, out_hw)
+    # The stock op runs only ATen's own (int64) indices of non-overlapping windows: where windows
+    # overlap, indices can repeat, and ATen's choice among repeats is not the documented one
+    # (the later input element wins) and not even reproducible.
+    stock_ok = indices.dtype == torch.int64 and all(kk <= ss for kk, ss in zip(k, s))
+    backend = _backend.resolve(backend, input.device, OP, shape_class="*" if stock_ok else None)
     if check_indices is None:
         check_indices = default_check_indices(input.device)
+    if backend == "aten":  # flat indices: the window only sets the size check (dilated extent)
+        if check_indices:  # the documented IndexError, not ATen's message
+            check_index_range(indices, out_hw)
+        extent = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+        return _backend.run_stock(F.max_unpool2d, input, indices, extent, s, p, out_hw)
     squeeze = input.dim() == 3
     if squeeze:
         input, indices = input.unsqueeze(0), indices.unsqueeze(0)

@@ -90,7 +90,9 @@ def _shuffle(input, factor, upscale, backend):
     if not upscale and (h % factor or w % factor):
         raise ValueError(f"{op}: height {h} and width {w} must be divisible by downscale_factor "
                          f"{factor}")
-    backend = _backend.resolve(backend, input.device, op)
+    # an empty input: F.pixel_unshuffle returns it unchanged (a torch bug); pydense's kernels give
+    # the documented shape
+    backend = _backend.resolve(backend, input.device, op, shape_class="*" if input.numel() else None)
     if backend == "aten":
         return _backend.run_stock(F.pixel_shuffle if upscale else F.pixel_unshuffle, input, factor)
     batch = input.shape[:-3]

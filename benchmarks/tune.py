@@ -101,6 +101,7 @@ def choose_cpu(by_op):
             if r["provider"] == "cpu" and r["direction"] in ("fwd", "fwd+bwd"):
                 classes[r.get("class") or "*"].append(r)
         spec = registry.OPS.get(op)
+        aten_ok = spec is None or spec.aten
         chosen, notes = {}, []
         for cls, rs in sorted(classes.items()):
             speed = [float(r["speedup_vs_aten"]) for r in rs if r["check"] == "ok" and r["speedup_vs_aten"]]
@@ -108,7 +109,6 @@ def choose_cpu(by_op):
             worst = min(speed, default=0.0)
             mean = math.exp(sum(map(math.log, speed)) / len(speed)) if speed else 0.0
             keep = not failed and worst >= CPU_WORST and mean >= CPU_MEAN
-            aten_ok = spec is None or spec.aten
             chosen[cls] = "cpu" if keep or not aten_ok else "aten"
             why = "" if keep or aten_ok else ", no stock path"
             measured = (f"cpu {worst:.2f}-{max(speed):.2f}x aten (geomean {mean:.2f}x, " if speed

@@ -141,7 +141,8 @@ def backward(grad_output, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng, grad_input, 
     _, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     _upsample_bilinear2d_bwd_kernel[(triton.cdiv(total, BLOCK),)](
-        grad_output, grad_input, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng, *grad_output.stride(), *grad_input.stride(),
+        grad_output, grad_input, h_idx, h_lam, h_rng, w_idx, w_lam, w_rng,
+        *grad_output.stride(), *grad_input.stride(),
         C, H, W, OH, OW, *max_len, total, CHANNELS_LAST=_is_channels_last(grad_input),
         INDEX_64=_needs_int64(grad_output, grad_input), ACC_FP64=grad_input.dtype == torch.float64,
         BLOCK=BLOCK, num_warps=NUM_WARPS)

@@ -226,21 +226,27 @@ def resolve(backend, device, op, beyond_triton=None, shape_class="*"):
     return _traced(spec, requested, backend, device, shape_class)
 
 
-# While pydense runs a stock function for the "aten" choice (run_stock), pydense.enabled() lets
-# the calls it makes through untouched (per thread).
-STOCK = threading.local()
+# While pydense handles a call (one that pydense.enabled() routed, or the stock computation of
+# the "aten" choice), pydense.enabled() routes nothing (per thread).
+_UNROUTED = threading.local()
 
 
-def run_stock(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``: the stock computation an op's public function runs when ``auto``
-    resolved to ``"aten"``. Inside, ``pydense.enabled()`` routes nothing, so a patched module
-    whose op resolved to the stock path (or a direct call) is not sent back to pydense."""
-    previous = getattr(STOCK, "active", False)
-    STOCK.active = True
+def routing_off():
+    """Whether pydense is handling a call on this thread (see :func:`unrouted`)."""
+    return getattr(_UNROUTED, "active", False)
+
+
+def unrouted(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with ``pydense.enabled()`` routing nothing, so that the torch
+    functions pydense calls itself reach ATen: the handling of a call the mode routed, and the
+    stock computation an op's public function runs when ``auto`` resolved to ``"aten"`` (a
+    patched module whose op resolved to the stock path is not sent back to pydense)."""
+    previous = routing_off()
+    _UNROUTED.active = True
     try:
         return fn(*args, **kwargs)
     finally:
-        STOCK.active = previous
+        _UNROUTED.active = previous
 
 
 # What pydense.explain records: while a list is set here (per thread), every resolution appends

@@ -72,7 +72,7 @@ class Explanation(NamedTuple):
             rows.append((e.kind, e.where or "<model>", e.what, "yes" if e.pydense else "no",
                          ", ".join(e.ops) or "-"))
         width = [max(len(r[i]) for r in rows) for i in range(5)]
-        for i, (row, e) in enumerate(zip(rows, [None] + self.entries)):
+        for row, e in zip(rows, [None] + self.entries):
             line = "  ".join(c.ljust(w) for c, w in zip(row, width)).rstrip()
             lines.append(line + (f"  | {e.reason}" if e is not None and e.reason else ""))
         return "\n".join(lines)
@@ -86,9 +86,9 @@ def _module_reason(m, kind, ops, conv_predicate):
         return False, "pydense.patch would replace it (not patched)"
     if type(m) not in _KNOWN:
         return False, "a subclass (may override forward): left alone"
-    if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.padding_mode != "zeros":
-        return False, f"padding_mode={m.padding_mode!r}: pydense pads with zeros"
-    if isinstance(m, torch.nn.Conv2d) or isinstance(m, torch.nn.ConvTranspose2d):
+    if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+        if m.padding_mode != "zeros":
+            return False, f"padding_mode={m.padding_mode!r}: pydense pads with zeros"
         return False, patching._predicate_says(conv_predicate)
     if isinstance(m, torch.nn.Upsample):
         return False, f"mode={m.mode!r}: pydense implements bilinear"
@@ -105,7 +105,7 @@ class _Recorder(enabled):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = _CALLS.get(func)
-        if name is None or getattr(patching._state, "routing", False) or self._where[-1][1]:
+        if name is None or _backend.routing_off() or self._where[-1][1]:
             # not a kind pydense takes, a call pydense makes, or one inside a patched module
             # (reported with the module)
             return super().__torch_function__(func, types, args, kwargs)

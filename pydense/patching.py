@@ -491,13 +491,8 @@ class enabled(TorchFunctionMode):
         route = self._routes.get(func)
         # torch pops this mode while it runs __torch_function__, so the calls pydense makes here
         # reach ATen; the flag also guards against a re-entry through another mode on the stack.
-        if (route is not None and not getattr(_state, "routing", False)
-                and not getattr(_backend.STOCK, "active", False)):
-            _state.routing = True
-            try:
-                out = route(self, args, kwargs)
-            finally:
-                _state.routing = False
+        if route is not None and not _backend.routing_off():
+            out = _backend.unrouted(route, self, args, kwargs)
             if out is not NotImplemented:
                 return out
         return func(*args, **kwargs)

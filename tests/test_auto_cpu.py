@@ -125,10 +125,6 @@ def pydense_nodes(t):
 
 def _force(monkeypatch, op, choice):
     monkeypatch.setitem(_tuned.AUTO_BACKEND, op, {"cuda": "triton", "cpu": choice})
-    spec = registry.OPS[op]
-    for other, s in registry.OPS.items():  # ops measured as one another follow it
-        if s.public == spec.public and other != op:
-            monkeypatch.setitem(_tuned.AUTO_BACKEND, other, {"cuda": "triton", "cpu": choice})
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

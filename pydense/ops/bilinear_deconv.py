@@ -184,5 +184,5 @@ def bilinear_deconv2d(input, factor, crop=0, output_size=None, backend="auto"):
                          f"((in + 1) * factor) and be positive")
     backend = _backend.resolve(backend, input.device, OP, shape_class=shape_class(input))
     if backend == "aten":
-        return _backend.run_stock(_aten_deconv, input, factor, crop, out_hw)
+        return _backend.unrouted(_aten_deconv, input, factor, crop, out_hw)
     return bilinear_deconv2d_op(input, factor, crop, list(out_hw), backend)

@@ -91,6 +91,14 @@ def _aten_conv(x, w, bias, residual, stride, pad4, dil, groups, relu, scale, shu
     return y + residual if residual is not None else y
 
 
+def _conv_for(backend):
+    """``conv(input, weight, bias, residual, stride, pad4, dilation, groups, relu, scale,
+    shuffle=)`` on ``backend``: the stock chain itself for "aten", else ``pydense::conv2d``."""
+    if backend == "aten":
+        return functools.partial(_backend.unrouted, _aten_conv)
+    return functools.partial(conv2d_op, backend=backend)
+
+
 def shape_class(groups, channels_per_group):
     """The class of a convolution in ``pydense._tuned``'s tables: "dense" (groups 1),
     "depthwise" (one channel per group: ``weight.shape[1]``) or "grouped"."""
@@ -470,8 +478,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                             f"{x.device}, got {r.dtype} on {r.device}")
         residual = r
     backend = _backend.resolve(backend, x.device, op, shape_class=shape_class(groups, weight.shape[1]))
-    conv = (functools.partial(_backend.run_stock, _aten_conv) if backend == "aten"
-            else functools.partial(conv2d_op, backend=backend))
+    conv = _conv_for(backend)
     y = conv(x, weight, bias, residual, stride, pad4, dilation, groups, activation == "relu",
              float(scale), shuffle=1)
     return y.squeeze(0) if unbatched else y
@@ -509,8 +516,7 @@ def conv2d_pixel_shuffle(input, weight, bias, upscale_factor, padding=None, *, b
     pad4 = _padding4(op, padding, [1, 1], [1, 1], khw)
     _check_out_size(op, _out_shape(x, weight, [1, 1], pad4, [1, 1]), x, padding, [1, 1], khw)
     backend = _backend.resolve(backend, x.device, OP_PS, shape_class="dense")
-    conv = (functools.partial(_backend.run_stock, _aten_conv) if backend == "aten"
-            else functools.partial(conv2d_op, backend=backend))
+    conv = _conv_for(backend)
     y = conv(x, weight, bias, None, [1, 1], pad4, [1, 1], 1, False, 1.0, shuffle=r)
     return y.squeeze(0) if unbatched else y
 
@@ -545,7 +551,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                          f"too large for input {tuple(x.shape[2:])})")
     backend = _backend.resolve(backend, x.device, OP_T, shape_class=shape_class(groups, weight.shape[1]))
     if backend == "aten":
-        y = _backend.run_stock(F.conv_transpose2d, x, weight, bias, stride, padding, output_padding,
+        y = _backend.unrouted(F.conv_transpose2d, x, weight, bias, stride, padding, output_padding,
                                groups, dilation)
     else:
         y = conv_transpose2d_op(x, weight, bias, stride, padding, output_padding, dilation, groups,

@@ -243,6 +243,6 @@ def fcn_skip(coarse, skip_features, factor=2, offset=None, skip_scale=1.0, score
                          f"coarse size, (H + 1) * factor) outside skip_features' size {skip_hw}")
     backend = _backend.resolve(backend, coarse.device, OP)
     if backend == "aten":
-        return _backend.run_stock(_aten_fcn_skip, coarse, skip_features, w, score_bias, factor, offset,
+        return _backend.unrouted(_aten_fcn_skip, coarse, skip_features, w, score_bias, factor, offset,
                                   float(skip_scale))
     return fcn_skip_op(coarse, skip_features, w, score_bias, factor, offset, float(skip_scale), backend)

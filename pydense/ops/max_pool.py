@@ -197,7 +197,7 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
     k, s, p, d, _ = normalize_args(input, kernel_size, stride, padding, dilation, ceil_mode, compact)
     backend = _backend.resolve(backend, input.device, KEY, shape_class=None if compact else "*")
     if backend == "aten":
-        return _backend.run_stock(F.max_pool2d, input, k, s, p, d, ceil_mode=ceil_mode,
+        return _backend.unrouted(F.max_pool2d, input, k, s, p, d, ceil_mode=ceil_mode,
                                   return_indices=True)
     squeeze = input.dim() == 3
     if squeeze:

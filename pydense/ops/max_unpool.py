@@ -264,7 +264,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         if check_indices:  # the documented IndexError, not ATen's message
             check_index_range(indices, out_hw)
         extent = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-        return _backend.run_stock(F.max_unpool2d, input, indices, extent, s, p, out_hw)
+        return _backend.unrouted(F.max_unpool2d, input, indices, extent, s, p, out_hw)
     squeeze = input.dim() == 3
     if squeeze:
         input, indices = input.unsqueeze(0), indices.unsqueeze(0)

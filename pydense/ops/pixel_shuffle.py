@@ -94,7 +94,7 @@ def _shuffle(input, factor, upscale, backend):
     # the documented shape
     backend = _backend.resolve(backend, input.device, op, shape_class="*" if input.numel() else None)
     if backend == "aten":
-        return _backend.run_stock(F.pixel_shuffle if upscale else F.pixel_unshuffle, input, factor)
+        return _backend.unrouted(F.pixel_shuffle if upscale else F.pixel_unshuffle, input, factor)
     batch = input.shape[:-3]
     n = 1
     for b in batch:

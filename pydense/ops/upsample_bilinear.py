@@ -227,7 +227,7 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
         scales = (-1.0, -1.0) if recompute_scale_factor else tuple(float(f) for f in factors)
     backend = _backend.resolve(backend, input.device, KEY)
     if backend == "aten":
-        return _backend.run_stock(F.interpolate, input, size, scale_factor, "bilinear",
+        return _backend.unrouted(F.interpolate, input, size, scale_factor, "bilinear",
                                   align_corners, recompute_scale_factor)
     return upsample_bilinear2d_op(input, [int(v) for v in out_hw], align_corners, scales[0],
                                scales[1], backend)

@@ -210,7 +210,7 @@ def upsample_concat(x, skip, scale_factor=2, mode="bilinear", align_corners=None
         x, skip = x.to(dtype), skip.to(dtype)
     backend = _backend.resolve(backend, x.device, OP)
     if backend == "aten":  # the stock chain itself: interpolate, then cat
-        up = _backend.run_stock(_aten_upsample, x, tuple(skip.shape[-2:]), mode, align_corners,
+        up = _backend.unrouted(_aten_upsample, x, tuple(skip.shape[-2:]), mode, align_corners,
                                 (_scale(scales[0]), _scale(scales[1])))
         return torch.cat([up, skip], 1)
     return upsample_concat_op(x, skip, mode, align_corners, scales[0], scales[1], backend)

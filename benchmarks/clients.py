@@ -7,12 +7,19 @@ and torchvision's deeplabv3_resnet50 (no weights), compared side by side in one 
 * "stock": the model as its library builds it;
 * "patched": :func:`pydense.patch` of a copy (``backend="auto"``, the default predicate);
 * "enabled": the stock model run inside ``with pydense.enabled():``;
+* "compiled": ``torch.compile`` of the stock model (``--compile-backend``, default inductor,
+  default mode);
+* "fused": :func:`pydense.compile` of the patched model (the same compiler with pydense's fusion
+  pass in front; the notes count the sites fused per pattern);
 
 in "infer" (``torch.no_grad()``, eval mode) and "train" (forward, cross-entropy, backward;
 train mode) modes, fp32, NCHW and channels_last. Reported: median time (``do_bench`` on CUDA,
-timeit on CPU), images/s, the speedup vs stock, how many modules :func:`pydense.patch` replaced,
-and "check": the inference output against stock's (rtol = atol = 1e-4 times its magnitude).
-segmentation-models-pytorch is optional: its models are reported as not run without it.
+interleaved rounds on CPU, after warm-up calls that include the compilation), images/s, the
+speedup vs stock, how many modules :func:`pydense.patch` replaced, and "check": the inference
+output against stock's (rtol = atol = 1e-4 times its magnitude; 1e-3 for the compiled ones).
+``--quick`` (CI) runs 64x64 inputs, NCHW, without "compiled" and with "fused" on aot_eager (the
+same graphs and fusions, no code generation). segmentation-models-pytorch is optional: its models
+are reported as not run without it.
 """
 import contextlib
 import copy
@@ -29,7 +36,9 @@ from . import common
 
 COLUMNS = ("model", "case", "mode", "layout", "provider", "median_ms", "images/s", "speedup_vs_stock",
            "patched", "check", "notes")
-PROVIDERS = ("stock", "patched", "enabled")
+PROVIDERS = ("stock", "patched", "enabled", "compiled", "fused")
+QUICK_PROVIDERS = ("stock", "patched", "enabled", "fused")  # CI: proves the fused path, cheaply
+COMPILED = {"compiled", "fused"}
 
 
 def _smp(name):
@@ -76,9 +85,29 @@ def _output(out):
     return out["out"] if isinstance(out, dict) else out
 
 
-def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "train")):
+def _providers(stock, compile_backend):
+    """{provider: (a function that builds the model it runs, the context it runs in)}; each model
+    is a copy of ``stock`` (built when asked: a compiled one compiles at its first call)."""
+    patched = pydense.patch(copy.deepcopy(stock))
+    nothing = contextlib.nullcontext
+    return {
+        "stock": (lambda: stock, nothing),
+        "patched": (lambda: patched, nothing),
+        "enabled": (lambda: copy.deepcopy(stock), pydense.enabled),
+        "compiled": (lambda: torch.compile(copy.deepcopy(stock), backend=compile_backend), nothing),
+        "fused": (lambda: pydense.compile(copy.deepcopy(patched), inner=compile_backend), nothing),
+    }
+
+
+def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "train"), providers=None,
+        compile_backend=None, warm=False):
+    """The rows: ``providers`` (default ``PROVIDERS``; ``QUICK_PROVIDERS`` with ``quick``), the
+    compiled ones with ``compile_backend`` (default ``common.COMPILE_BACKEND``; "aot_eager" with
+    ``quick``). ``warm``: run each provider once (compiles) without checks or timing; no rows."""
     rows = []
     layouts = layouts or (("nchw",) if quick else ("nchw", "channels_last"))
+    providers = providers or (QUICK_PROVIDERS if quick else PROVIDERS)
+    compile_backend = compile_backend or ("aot_eager" if quick else common.COMPILE_BACKEND)
     for name, (factory, cpu_shape, gpu_shape) in MODELS.items():
         if wanted and name not in wanted:
             continue
@@ -96,19 +125,20 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
             x = torch.randn(shape, device=device).contiguous(memory_format=fmt)
             target = torch.zeros(shape[0], *shape[2:], dtype=torch.long, device=device)
             for mode in modes:
-                # fresh copies for each case: training steps move BatchNorm's running statistics
-                stock = copy.deepcopy(pristine).to(memory_format=fmt)
-                patched = pydense.patch(copy.deepcopy(stock))
-                models = {"stock": stock, "patched": patched, "enabled": copy.deepcopy(stock)}
+                # fresh copies for each case: training steps move BatchNorm's running statistics;
+                # and a fresh compile cache (every case compiles the same forward again)
+                torch._dynamo.reset()
+                built = _providers(copy.deepcopy(pristine).to(memory_format=fmt), compile_backend)
                 case_rows, steps = [], {}
-                for provider in PROVIDERS:
-                    model = models[provider]
-                    ctx = pydense.enabled if provider == "enabled" else contextlib.nullcontext
+                for provider in providers:
+                    make, ctx = built[provider]
                     row = {**base, "mode": mode, "layout": layout, "provider": provider,
-                           "patched": replaced if provider == "patched" else None, "check": "", "notes": ""}
+                           "patched": replaced if provider in ("patched", "fused") else None,
+                           "check": "", "notes": ""}
                     if log:
                         log(f"  {name} {base['case']} {mode} {layout} {provider}")
                     try:
+                        model = make()
                         if mode == "infer":
                             model.eval()
 
@@ -117,10 +147,12 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
                                     return _output(model(x))
 
                             out = step()
-                            with torch.no_grad():
-                                ref = _output(pristine.eval()(x))
-                            tol = 1e-4 * max(1.0, ref.abs().max().item())
-                            row["check"] = "ok" if torch.allclose(out, ref, rtol=tol, atol=tol) else "FAILED"
+                            if not warm:
+                                with torch.no_grad():
+                                    ref = _output(pristine.eval()(x))
+                                tol = (1e-3 if provider in COMPILED else 1e-4) * max(1.0, ref.abs().max().item())
+                                ok = torch.allclose(out, ref, rtol=tol, atol=tol)
+                                row["check"] = "ok" if ok else "FAILED"
                         else:
                             model.train()
 
@@ -130,13 +162,21 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
                                     loss = F.cross_entropy(_output(model(x)), target)
                                 loss.backward()
 
+                            step()
                             row["check"] = "ran"
-                        for _ in range(1 if quick else WARMUP):
+                        if warm:
+                            continue
+                        for _ in range(0 if quick else WARMUP - 1):
                             step()
                         steps[provider] = step
+                        if provider == "fused":
+                            row["notes"] = "fused: " + (", ".join(
+                                f"{k}={v}" for k, v in sorted(model.pydense_fusions.items())) or "none")
                     except Exception as e:  # noqa: BLE001 - reported, not fatal
                         row.update({"check": "ERROR", "notes": common._error_text(e)})
                     case_rows.append(row)
+                if warm:
+                    continue
                 measured = interleaved_ms(steps, device, 3 if quick else ROUNDS)
                 for row in case_rows:
                     ms = measured.get(row["provider"])
@@ -147,17 +187,37 @@ def run(quick, device, wanted=None, log=None, layouts=None, modes=("infer", "tra
                     r["speedup_vs_stock"] = ref_ms / r["median_ms"] if ref_ms and r.get("median_ms") else None
                 rows += case_rows
         del pristine
+    torch._dynamo.reset()
     return rows
 
 
 _fmt = common.cell_formatter({"median_ms": "{:.4g}", "images/s": "{:.4g}", "speedup_vs_stock": "{:.2f}x"})
 
 
+def _add_args(parser):
+    parser.add_argument("--providers", default="",
+                        help=f"comma-separated, of {', '.join(PROVIDERS)} (default: all; --quick: "
+                             f"{', '.join(QUICK_PROVIDERS)})")
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend of compiled and fused (default inductor; "
+                             "--quick: aot_eager)")
+
+    def extra(args):
+        providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+        unknown = [p for p in providers if p not in PROVIDERS]
+        if unknown:
+            parser.error(f"--providers: unknown {', '.join(unknown)}; expected some of {', '.join(PROVIDERS)}")
+        if providers and "stock" not in providers:
+            providers = ("stock",) + providers  # the reference of the speedups
+        return {"providers": providers or None, "compile_backend": args.compile_backend}
+    return extra
+
+
 def main(argv=None):
     return common.model_cli(argv, __doc__, "python -m benchmarks.clients",
                             "pydense on the models people already have", "clients.csv", run, COLUMNS,
                             _fmt, "64x64 inputs, NCHW (CPU / CI smoke run)",
-                            f"comma-separated, of {', '.join(MODELS)} (default: all)")
+                            f"comma-separated, of {', '.join(MODELS)} (default: all)", _add_args)
 
 
 if __name__ == "__main__":

@@ -488,18 +488,21 @@ def parse_run_args(parser, argv, verbose_help=None):
     return args, torch.device(args.device), log
 
 
-def model_cli(argv, module_doc, prog, title, csv_name, run, columns, fmt, quick_help, models_help):
+def model_cli(argv, module_doc, prog, title, csv_name, run, columns, fmt, quick_help, models_help,
+              add_args=None):
     """The CLI of a model benchmark (``--quick``, ``--models a,b``, ``--device``, ``--out``,
     ``-v``): ``run(quick, device, wanted, log)`` gives the rows; the table is printed and written
-    to ``OUT/<device>/<csv_name>``; exit status 1 if a check FAILED or ERRORed."""
+    to ``OUT/<device>/<csv_name>``; exit status 1 if a check FAILED or ERRORed. ``add_args(parser)``
+    may add options; it returns ``f(args)``, the extra keyword arguments of ``run``."""
     parser = argparse.ArgumentParser(prog=prog, description=module_doc.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--models", default="", help=models_help)
     add_device_and_out(parser, f"results root (OUT/<device>/{csv_name})")
+    extra = add_args(parser) if add_args else (lambda args: {})
     args, device, log = parse_run_args(parser, argv)
     start = time.perf_counter()
     wanted = {m.strip() for m in args.models.split(",") if m.strip()}
-    rows = run(args.quick, device, wanted, log)
+    rows = run(args.quick, device, wanted, log, **extra(args))
     print_and_write_table(f"# {title} ({device_name(device)}, {'quick' if args.quick else 'full'})",
                           rows, columns, fmt, os.path.join(args.out, device_name(device), csv_name),
                           start)

@@ -9,16 +9,20 @@ directions "fwd" and "fwd+bwd" ("fwd" only for the metrics): every pydense backe
 the full suite (``benchmarks.common``: oracle check first, ``do_bench`` medians, GB/s and the
 roofline fraction). Then ``MODELS``: one FCN-8s 500x500 inference (batch 1) and one SegNet
 360x480 training step (batch 4), bf16 autocast, channels_last: pydense vs eager vs
-``torch.compile`` (default mode). max-autotune and the full suite stay for longer GPU runs.
+``torch.compile`` (default mode). Then ``CLIENTS``: the models people already have
+(``benchmarks.clients``: torchvision's deeplabv3_resnet50, and segmentation-models-pytorch's
+Unet and DeepLabV3Plus where it is installed), inference, fp32, channels_last: stock vs
+``pydense.patch`` vs ``pydense.enabled()`` vs ``torch.compile`` vs ``pydense.compile`` of the
+patched model. max-autotune and the full suite stay for longer GPU runs.
 
-Order and budget: bf16 ops, the models, then fp32 ops; an entry that would start after
+Order and budget: bf16 ops, the models, the clients, then fp32 ops; an entry that would start after
 ``--budget-s`` is listed as not run (time budget) instead. ``--warm`` runs each compiled and
 Triton provider once per direction (no oracle check, no timing), so that a later timed run finds
 Inductor's FX-graph/autograd caches and Triton's cache warm (``TORCHINDUCTOR_CACHE_DIR``,
 ``TRITON_CACHE_DIR``); ``--part K/N`` takes every N-th entry, to warm in N processes at once.
 
 Output (``OUT/<device>/``): ``headline.csv`` (the suite's CSV columns: ``python -m
-benchmarks.tune`` reads it), ``headline-models.csv``, ``headline.md`` (the pivot table: one row
+benchmarks.tune`` reads it), ``headline-models.csv``, ``headline-clients.csv``, ``headline.md`` (the pivot table: one row
 per case, direction and dtype, one column per provider) and ``env.txt``.
 """
 import argparse
@@ -31,7 +35,7 @@ import torch
 
 from pydense import models as zoo
 
-from . import common, discover, models
+from . import clients, common, discover, models
 
 # op: the start of the canonical case's name in its bench module (see benchmarks/README.md).
 CASES = {
@@ -58,6 +62,8 @@ MODELS = [("fcn8s", zoo.fcn8s, {}, (1, 3, 500, 500), ("infer",), "seg"),
           ("segnet", zoo.segnet, {}, (4, 3, 360, 480), ("train",), "seg")]
 QUICK_MODELS = [("fcn8s", zoo.fcn8s, {}, (1, 3, 16, 16), ("infer",), "seg"),
                 ("segnet", zoo.segnet, {}, (1, 3, 32, 32), ("train",), "seg")]
+# benchmarks.clients' models (those it cannot import are listed as not run), inference only
+CLIENTS = ("tv_deeplabv3_resnet50", "smp_unet_resnet34", "smp_deeplabv3plus_resnet34")
 DIRECTIONS = ("fwd", "fwd+bwd")
 PROVIDERS = common.PYDENSE_BACKENDS + ("aten", "compile")
 LAYOUT = "channels_last"
@@ -65,7 +71,7 @@ LAYOUT = "channels_last"
 
 @dataclasses.dataclass
 class Entry:
-    kind: str  # "op" or "models"
+    kind: str  # "op", "models" or "clients"
     op: str
     dtype: torch.dtype
     case: common.Case = None
@@ -84,7 +90,8 @@ def select_case(module, device, quick):
 
 
 def entries(device, quick, ops=None):
-    """The tier's entries in run order: bf16 ops, the models, fp32 ops (quick/CPU: fp32 only)."""
+    """The tier's entries in run order: bf16 ops, the models, the clients, fp32 ops (quick/CPU:
+    fp32 only)."""
     modules = discover()
     dtypes = (torch.float32,) if quick or device.type == "cpu" else (torch.bfloat16, torch.float32)
     out = []
@@ -103,6 +110,8 @@ def entries(device, quick, ops=None):
         if dtype == dtypes[0] and (not ops or "models" in ops):
             out.append(Entry("models", "models", torch.bfloat16 if device.type == "cuda" and not quick
                              else torch.float32))
+        if dtype == dtypes[0] and (not ops or "clients" in ops):
+            out.append(Entry("clients", "clients", torch.float32))
     return out
 
 
@@ -112,10 +121,19 @@ def _run_models(entry, device, quick, log, warm):
                       compile_backend=common.COMPILE_BACKEND, with_compile=True, warm=warm)
 
 
+def _run_clients(device, quick, log, warm):
+    small = quick or device.type == "cpu"
+    return clients.run(small, device, wanted=set(CLIENTS), log=log, layouts=(LAYOUT,),
+                       modes=("infer",), compile_backend=common.COMPILE_BACKEND, warm=warm)
+
+
 def warm_entry(entry, device, quick, log=None):
     """Run each compiled / Triton provider of ``entry`` once per direction: no check, no timing."""
     if entry.kind == "models":
         _run_models(entry, device, quick, log, warm=True)
+        return
+    if entry.kind == "clients":
+        _run_clients(device, quick, log, warm=True)
         return
     module = discover()[entry.op]
     problem = module.problem(entry.case, device)
@@ -181,7 +199,7 @@ PIVOT_COLUMNS = ("op", "case", "dtype", "dir") + PROVIDERS + ("best", "vs aten",
 _fmt_plain = common.cell_formatter({})  # every cell as it is
 
 
-def write_markdown(path, env, rows, model_rows, skipped, not_run, elapsed):
+def write_markdown(path, env, rows, model_rows, skipped, not_run, elapsed, client_rows=()):
     with open(path, "w") as f:
         f.write("# pydense headline benchmarks\n\n")
         f.write("\n".join(f"- {k}: {v}" for k, v in env) + "\n")
@@ -192,11 +210,14 @@ def write_markdown(path, env, rows, model_rows, skipped, not_run, elapsed):
         if model_rows:
             f.write("## Models\n\n" + common.plain_table(model_rows, models.COLUMNS, models._fmt)
                     + "\n\n")
+        if client_rows:
+            f.write("## Clients (the models people already have)\n\n"
+                    + common.plain_table(client_rows, clients.COLUMNS, clients._fmt) + "\n\n")
         for provider, why in sorted(skipped.items()):
             f.write(f"- skipped {provider}: {why}\n")
         for e in not_run:
             f.write(f"- not run (time budget): {e}\n")
-        bad = [r for r in rows + model_rows if r.get("check") in ("FAILED", "ERROR")]
+        bad = [r for r in rows + model_rows + list(client_rows) if r.get("check") in ("FAILED", "ERROR")]
         for r in bad:
             f.write(f"- {r['check']}: {r.get('op', r.get('model'))} {r['case']} {r['dtype']} "
                     f"{r.get('direction', r.get('mode'))} {r['provider']}: {r.get('notes', '')}\n")
@@ -217,7 +238,8 @@ def main(argv=None):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fp32 (CPU dry run)")
     common.add_device_and_out(parser, "results root (OUT/<device>/)")
-    parser.add_argument("--ops", default="", help="comma-separated ops (and/or 'models'); default all")
+    parser.add_argument("--ops", default="",
+                        help="comma-separated ops (and/or 'models', 'clients'); default all")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no entry after this many seconds (default: no limit)")
     parser.add_argument("--compile-backend", default="inductor",
@@ -237,7 +259,8 @@ def main(argv=None):
     todo = todo[k - 1::n]
     if args.list:
         for e in todo:
-            print(e.op, common.dtype_name(e.dtype), e.case.name if e.case else "fcn8s infer + segnet train")
+            label = {"models": "fcn8s infer + segnet train", "clients": " + ".join(CLIENTS) + " infer"}
+            print(e.op, common.dtype_name(e.dtype), e.case.name if e.case else label[e.kind])
         return 0
     start = time.perf_counter()
     if args.warm:
@@ -257,7 +280,7 @@ def main(argv=None):
     out_dir = os.path.join(args.out, common.device_name(device))
     os.makedirs(out_dir, exist_ok=True)
     common.write_env(os.path.join(out_dir, "env.txt"), env)
-    rows, model_rows, skipped, not_run = [], [], {}, []
+    rows, model_rows, client_rows, skipped, not_run = [], [], [], {}, []
     modules = discover()
     for e in todo:
         label = f"{e.op} {common.dtype_name(e.dtype)}" + (f" {e.case.name}" if e.case else "")
@@ -268,6 +291,9 @@ def main(argv=None):
         if e.kind == "models":
             model_rows += _run_models(e, device, args.quick, log, warm=False)
             common.write_csv(os.path.join(out_dir, "headline-models.csv"), model_rows, models.COLUMNS)
+        elif e.kind == "clients":
+            client_rows += _run_clients(device, args.quick, log, warm=False)
+            common.write_csv(os.path.join(out_dir, "headline-clients.csv"), client_rows, clients.COLUMNS)
         else:
             got, why = common.run_op(modules[e.op], device, args.quick, copy_bw, PROVIDERS, log,
                                      cases=[e.case], directions=DIRECTIONS)
@@ -276,13 +302,13 @@ def main(argv=None):
             common.write_csv(os.path.join(out_dir, "headline.csv"), rows)
         print(f"{label}: {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
         write_markdown(os.path.join(out_dir, "headline.md"), env, rows, model_rows, skipped,
-                       not_run, time.perf_counter() - start)
+                       not_run, time.perf_counter() - start, client_rows)
     write_markdown(os.path.join(out_dir, "headline.md"), env, rows, model_rows, skipped, not_run,
-                   time.perf_counter() - start)
+                   time.perf_counter() - start, client_rows)
     with open(os.path.join(out_dir, "headline.md")) as f:
         print(f.read())
     print(f"results: {out_dir} ({time.perf_counter() - start:.1f} s)")
-    bad = [r for r in rows + model_rows if r.get("check") in ("FAILED", "ERROR")]
+    bad = [r for r in rows + model_rows + client_rows if r.get("check") in ("FAILED", "ERROR")]
     return 1 if bad else 0
 
 

@@ -2,6 +2,8 @@
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common, discover, tune  # noqa: E402
@@ -143,7 +145,8 @@ def test_tune_cpu_rule(tmp_path):
 
 def test_headline_tier_has_one_canonical_case_per_op():
     """Every benchmarked op is in the headline tier, with its canonical (full-size) case found in
-    its bench module, in bf16 and fp32 channels_last (integer inputs: once), plus the models."""
+    its bench module, in bf16 and fp32 channels_last (integer inputs: once), plus the models and
+    the clients."""
     import torch
 
     from benchmarks import headline
@@ -151,6 +154,7 @@ def test_headline_tier_has_one_canonical_case_per_op():
     found = headline.entries(torch.device("cuda"), quick=False)
     ops = [e.op for e in found if e.kind == "op"]
     assert set(ops) == set(discover()) and [e.kind for e in found].count("models") == 1
+    assert [e.kind for e in found].count("clients") == 1
     for e in found:
         if e.kind == "op":
             assert e.case.name.startswith(headline.CASES[e.op])
@@ -233,3 +237,22 @@ def test_clients_time_providers_in_turn():
                                  torch.device("cpu"), 5)
     assert calls == ["stock", "patched"] * 5
     assert 2 <= got["stock"] < 5 <= 6 <= got["patched"] < 12
+
+
+def test_clients_compiled_providers(tmp_path):
+    """benchmarks.clients' compiled providers end to end on CPU (aot_eager: Dynamo's graphs and the
+    fusion pass, no code generation): torch.compile and pydense.compile of the patched model
+    check against stock, and --warm runs them without rows."""
+    pytest.importorskip("torchvision")
+    import torch
+
+    from benchmarks import clients
+
+    wanted = {"tv_deeplabv3_resnet50"}
+    assert clients.run(True, torch.device("cpu"), wanted, modes=("infer",), providers=clients.PROVIDERS,
+                       compile_backend="aot_eager", warm=True) == []
+    rows = clients.run(True, torch.device("cpu"), wanted, modes=("infer",), providers=clients.PROVIDERS,
+                       compile_backend="aot_eager")
+    assert [r["provider"] for r in rows] == list(clients.PROVIDERS)
+    assert all(r["check"] == "ok" and r["median_ms"] > 0 for r in rows), rows
+    assert rows[-1]["notes"] == "fused: none" and rows[-1]["patched"] == 11

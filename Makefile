@@ -103,7 +103,7 @@ bench-quick: build
 	$(PY) -m benchmarks.clients --quick --out build/bench
 
 # The models people already have (segmentation-models-pytorch, torchvision), stock vs pydense:
-# CPU results under benchmarks/results/cpu-x86_64/clients.csv (about 25 min on 2 cores)
+# CPU results under benchmarks/results/cpu-x86_64/clients.csv (about 11 min on 2 cores)
 bench-clients: build
 	$(PY) -m benchmarks.clients
 

@@ -36,7 +36,7 @@ _map_source_kernels()
 
 from . import _backend  # noqa: E402,F401  (backend discovery runs at import)
 from . import ops  # noqa: E402,F401
-from . import functional, metrics, models, nn, panoptic_fusion, patching  # noqa: E402,F401
+from . import distributed, functional, metrics, models, nn, panoptic_fusion, patching  # noqa: E402,F401
 from . import reference  # noqa: E402,F401
 from ._backend import BackendUnavailableError, build_info, extension_available  # noqa: E402,F401
 from ._explain import ExplainEntry, Explanation, explain  # noqa: E402,F401
@@ -46,7 +46,7 @@ from .patching import (ConvSpec, PatchRecord, default_conv_predicate, enabled,  
                        fixed_bilinear_factor, patch, patched_modules, unpatch)
 
 __version__ = "0.1.0"
-__all__ = ["functional", "metrics", "models", "nn", "panoptic_fusion", "patching", "reference",
+__all__ = ["distributed", "functional", "metrics", "models", "nn", "panoptic_fusion", "patching", "reference",
            "build_info", "extension_available", "BackendUnavailableError", "patch", "unpatch",
            "patched_modules", "enabled", "default_conv_predicate", "ConvSpec", "PatchRecord",
            "fixed_bilinear_factor", "explain", "Explanation", "ExplainEntry",

@@ -21,15 +21,18 @@ without floating-point atomics, so repeated runs give bitwise the same result.
     >>> pydense.metrics.confusion_matrix(pred, target, 3).tolist()
     [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
 """
+import copy
 import importlib
 
 import torch
 
+from .. import distributed as _dist
 from ..ops import confusion_matrix as _cm
 from .panoptic_eval import PanopticFormatError, PanopticQuality, panoptic_quality  # noqa: F401
+from .restoration import psnr, rgb_to_y, ssim  # noqa: F401
 
 __all__ = ["confusion_matrix", "mean_iou", "pixel_accuracy", "SegmentationMeter", "scores",
-           "panoptic_quality", "PanopticQuality", "PanopticFormatError"]
+           "panoptic_quality", "PanopticQuality", "PanopticFormatError", "psnr", "ssim", "rgb_to_y"]
 
 # Deprecated submodule names, imported (with their DeprecationWarning) on first attribute access.
 _DEPRECATED_MODULES = {"panoptic": "panoptic_quality"}
@@ -125,6 +128,12 @@ class SegmentationMeter:
     The int64 matrix lives on the device of the first update (no host sync per update, unless
     ``check_labels``, which is on by default, checks the label range). Counts are exact, so the
     result equals one call on the concatenation of all batches.
+
+    On several processes (``torch.distributed``, e.g. under ``torchrun``), each rank updates with
+    its shard of the images and ``compute()`` sums the matrices of all ranks (one all-reduce of
+    integers): the result equals one process's over all the images, exactly. Every rank of the
+    group must then call ``compute()`` (it is a collective); ``compute(sync=False)`` reads the
+    local shard only.
     """
 
     def __init__(self, num_classes, ignore_index=255, *, backend="auto", check_labels=True):
@@ -152,10 +161,28 @@ class SegmentationMeter:
             self.cm += cm
         return self
 
-    def compute(self):
+    def _matrix(self):
+        if self.cm is not None:
+            return self.cm
+        return torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64)
+
+    def sync(self, group=None):
+        """A new meter whose matrix is the sum of every rank's in ``group`` (default: the world);
+        this one is unchanged. A collective: every rank calls it. Without a process group, a
+        copy. Raises ValueError on every rank if the ranks' ``num_classes`` differ."""
+        _dist.check_same(self.num_classes, "SegmentationMeter: num_classes", group)
+        out = copy.copy(self)
+        (out.cm,) = _dist.all_reduce_sum([self._matrix()], group)
+        return out
+
+    def compute(self, sync=None, group=None):
         """{"mIoU", "per_class_iou", "pixel_accuracy", "mean_class_accuracy", "fw_iou"}: Python
-        floats, and the per-class IoU as a float64 CPU tensor (nan for absent classes)."""
-        cm = self.cm if self.cm is not None else torch.zeros(
-            (self.num_classes, self.num_classes), dtype=torch.int64)
+        floats, and the per-class IoU as a float64 CPU tensor (nan for absent classes).
+
+        ``sync``: sum the ranks' matrices first (:meth:`sync`); None (default) does when a
+        process group of more than one process is initialised."""
+        if sync is None:
+            sync = _dist.is_distributed(group)
+        cm = self.sync(group).cm if sync else self._matrix()
         s = scores(cm)
         return {k: (v.cpu() if k == "per_class_iou" else float(v)) for k, v in s.items()}

@@ -39,10 +39,12 @@ is a thing) is ``nan`` where panopticapi divides by zero.
 
 Its public names are also in :mod:`pydense.metrics`.
 """
+import copy
 import math
 
 import torch
 
+from .. import distributed as _dist
 from ..ops import panoptic_pairs as _pairs
 from ..ops._common import INTEGER_DTYPES
 from ..panoptic_fusion import rgb2id
@@ -52,6 +54,8 @@ __all__ = ["PanopticFormatError", "PanopticQuality", "panoptic_quality", "OFFSET
 OFFSET = 256 * 256 * 256  # panopticapi's key gt * OFFSET + pred; ids lie in [0, OFFSET)
 VOID = 0
 _PAD = torch.iinfo(torch.int64).max  # pads the per-image id tables (never a segment id)
+_IOU_SCALE = 2 ** 53  # a float64 in [0.5, 1] is an integer number of 2^-53: IoU sums are exact
+_LIMB = 26
 
 
 class PanopticFormatError(KeyError, ValueError):
@@ -131,6 +135,15 @@ class PanopticQuality:
         {"All": {"pq", "sq", "rq", "n"}, "Things": {...}, "Stuff": {...},
          "per_class": {category_id: {"pq", "sq", "rq"}}}
 
+    Every sum is kept in integers: TP/FP/FN counts, and each category's IoU sum in units of
+    2^-53 (a matched IoU lies in (0.5, 1], where float64 has exactly that resolution, so each one
+    converts exactly and the sum is exact; ``stats``/``compute`` round it to float64 once). The
+    result therefore does not depend on the order or the grouping of the images. On several
+    processes (``torch.distributed``, e.g. under ``torchrun``) each rank updates with its shard
+    of the images and ``compute()`` sums the ranks' integers (one all-reduce): it equals one
+    process's result over all the images, exactly. Every rank must then call ``compute()`` (a
+    collective); ``compute(sync=False)`` reads the local shard only.
+
     Args:
         categories: COCO ``categories`` (list of dicts with ``id`` and ``isthing``) or a dict
             ``{id: {"isthing": 0 or 1}}``; averages run over these, in this order.
@@ -145,7 +158,10 @@ class PanopticQuality:
 
     def reset(self):
         k = len(self.categories)
-        self.iou = torch.zeros(k, dtype=torch.float64)
+        # the IoU sums in units of 2^-53, split in two int64 limbs (high and low 26 bits of each
+        # term) so that no sum can overflow: 2^36 matches per category
+        self.iou_hi = torch.zeros(k, dtype=torch.int64)
+        self.iou_lo = torch.zeros(k, dtype=torch.int64)
         self.tp = torch.zeros(k, dtype=torch.int64)
         self.fp = torch.zeros(k, dtype=torch.int64)
         self.fn = torch.zeros(k, dtype=torch.int64)
@@ -244,7 +260,10 @@ class PanopticQuality:
                  & (gcat[:, :, None] == pcat[:, None, :]) & (iou > 0.5))
         known = gseg & (gslot >= 0)  # gt of a category outside `categories` is not averaged
         self.tp.index_add_(0, gslot[known], match.sum(2)[known])
-        self.iou.index_add_(0, gslot[known], torch.where(match, iou, 0.0).sum(2)[known])
+        # a gt segment matches at most one prediction: the row sum is that IoU (in (0.5, 1]) or 0
+        units = (torch.where(match, iou, 0.0).sum(2)[known] * _IOU_SCALE).to(torch.int64)
+        self.iou_hi.index_add_(0, gslot[known], units >> _LIMB)
+        self.iou_lo.index_add_(0, gslot[known], units & (2 ** _LIMB - 1))
         fn = known & ~gcrowd & ~match.any(2)
         self.fn.index_add_(0, gslot[fn], torch.ones_like(gslot[fn]))
         # --- false positives, excusing VOID + the category's crowd region over half the area
@@ -259,14 +278,45 @@ class PanopticQuality:
         return torch.tensor([self._index.get(k, -1) for row in rows for k in row],
                             dtype=torch.int64)
 
+    @property
+    def iou(self):
+        """Each category's IoU sum (float64 tensor, each rounded once from the exact sum)."""
+        return torch.tensor([self._iou_sum(i) for i in range(len(self.categories))],
+                            dtype=torch.float64)
+
+    def _iou_sum(self, i):
+        exact = (int(self.iou_hi[i]) << _LIMB) + int(self.iou_lo[i])  # a Python int: no rounding
+        return exact / _IOU_SCALE  # int / int: correctly rounded
+
+    def _state(self):
+        return [self.iou_hi, self.iou_lo, self.tp, self.fp, self.fn, torch.tensor([self.images])]
+
+    def sync(self, group=None):
+        """A new meter holding the sums over every rank in ``group`` (default: the world); this
+        one is unchanged. A collective: every rank calls it. Without a process group, a copy.
+        Raises ValueError on every rank if the ranks' categories differ."""
+        _dist.check_same(list(self.categories), "PanopticQuality: categories", group)
+        out = copy.copy(self)
+        out.iou_hi, out.iou_lo, out.tp, out.fp, out.fn, images = _dist.all_reduce_sum(
+            self._state(), group)
+        out.images = int(images)
+        return out
+
     def stats(self):
         """{category_id: {"iou", "tp", "fp", "fn"}}: the sums so far (Python numbers)."""
-        return {c: {"iou": float(self.iou[i]), "tp": int(self.tp[i]), "fp": int(self.fp[i]),
+        return {c: {"iou": self._iou_sum(i), "tp": int(self.tp[i]), "fp": int(self.fp[i]),
                     "fn": int(self.fn[i])} for c, i in self._index.items()}
 
-    def compute(self):
+    def compute(self, sync=None, group=None):
         """panopticapi's result: {"All", "Things", "Stuff": {"pq", "sq", "rq", "n"},
-        "per_class": {category_id: {"pq", "sq", "rq"}}} (Python floats)."""
+        "per_class": {category_id: {"pq", "sq", "rq"}}} (Python floats).
+
+        ``sync``: sum the ranks' counts first (:meth:`sync`); None (default) does when a process
+        group of more than one process is initialised."""
+        if sync is None:
+            sync = _dist.is_distributed(group)
+        if sync:
+            return self.sync(group).compute(sync=False)
         stats = self.stats()
         results = {}
         for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):

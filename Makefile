@@ -10,6 +10,7 @@ TORCHVISION_VERSION ?= 0.29.1
 # segmentation-models-pytorch (and timm, which it pulls): the models people already run, which
 # the patching tests and benchmarks.clients use
 SMP_VERSION ?= 0.6.0
+TORCHMETRICS_VERSION ?= 1.9.0
 export MAX_JOBS ?= 2
 
 .PHONY: all venv build test bench bench-quick bench-clients gpu-check gpu-check-dry wheel check-torch clean
@@ -20,7 +21,8 @@ $(VENV)/.deps-stamp:
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
 		setuptools wheel ninja pytest pytest-benchmark pytest-xdist pytest-timeout hypothesis numpy \
-		expecttest pillow "segmentation-models-pytorch==$(SMP_VERSION)"
+		expecttest pillow tqdm "segmentation-models-pytorch==$(SMP_VERSION)" \
+		"torchmetrics==$(TORCHMETRICS_VERSION)"
 	touch $@
 
 venv: $(VENV)/.deps-stamp

@@ -10,6 +10,16 @@ from ..nn._backend_arg import BACKENDS, check_backend
 
 __all__ = ["BACKENDS", "Model", "bilinear_upsampler", "check_backend", "parameter_count"]
 
+try:
+    from torch.distributed.tensor import DTensor as _DTensor
+except ImportError:  # a torch built without distributed support
+    _DTensor = ()
+
+
+def _class_name(m):
+    """The module's own class name (FSDP2 subclasses a unit's class as "FSDP<name>")."""
+    return next(c.__name__ for c in type(m).__mro__ if not c.__name__.startswith("FSDP"))
+
 
 class Model(torch.nn.Module):
     """Base of the models. ``backend`` has the ops' values (``pydense._backend.BACKENDS``):
@@ -29,10 +39,30 @@ class Model(torch.nn.Module):
         """Whether pydense's ops run (every backend but "torch")."""
         return self.backend != "torch"
 
+    def shard_units(self):
+        """The submodules that can be FSDP2 units of their own (``fully_shard``): those whose
+        forward this model calls as a whole (blocks, stages, sub-models). The layers it calls
+        piecewise, reading their weights into a fused op, belong to the unit around them.
+        :func:`pydense.distributed.fully_shard` takes these, then the model. Default: none."""
+        return []
+
+    def _weights_of(self, m):
+        """``m`` itself, after checking that its weight is not an FSDP2 shard (a DTensor): a
+        layer made an FSDP unit of its own whose forward the model never calls stays sharded."""
+        if isinstance(m.weight, _DTensor):
+            raise RuntimeError(
+                f"{_class_name(self)}: the weight of its {_class_name(m)} layer is an FSDP2 "
+                f"shard at forward time: that layer was made an FSDP unit of its own, but the "
+                f"model feeds its weights to a fused op without calling its forward. Shard "
+                f"pydense models with pydense.distributed.fully_shard(model) (units: "
+                f"model.shard_units(), then the model)")
+        return m
+
     def conv(self, x, m, relu=False, residual=None, scale=1.0):
         """``residual + scale * act(m(x))`` for an ``nn.Conv2d`` m: one pydense convolution with
         the epilogue fused, or the module and its elementwise ops."""
         if self.fused:
+            m = self._weights_of(m)
             return functional.conv2d_fused(x, m.weight, m.bias, m.stride, m.padding, m.dilation,
                                            m.groups, activation="relu" if relu else None,
                                            residual=residual, scale=scale, backend=self.backend)
@@ -44,6 +74,7 @@ class Model(torch.nn.Module):
     def conv_pixel_shuffle(self, x, m, r):
         """``PixelShuffle(r)(m(x))`` for an ``nn.Conv2d`` m (stride 1): one pydense sub-pixel conv."""
         if self.fused:
+            m = self._weights_of(m)
             return functional.conv2d_pixel_shuffle(x, m.weight, m.bias, r, padding=m.padding,
                                                    backend=self.backend)
         return F.pixel_shuffle(m(x), r)

@@ -131,6 +131,10 @@ class Dilation8(Model):
                                      backend=self.backend) if context else None
         self.upsample = bilinear_upsampler(num_classes, 8, padding=4, depthwise=True)
 
+    def shard_units(self):
+        """The front end and the context module (FSDP2 units; see :meth:`Model.shard_units`)."""
+        return [m for m in (self.frontend, self.context) if m is not None]
+
     def forward(self, x):
         x = self.frontend(x)
         if self.context is not None:

@@ -43,12 +43,18 @@ def _conv(cin, cout, k=3):
 
 
 class ResBlock(torch.nn.Module):
-    """``body = [conv, ReLU, conv]`` (the reference's layout: ``body.0`` and ``body.2``)."""
+    """``body = [conv, ReLU, conv]`` (the reference's layout: ``body.0`` and ``body.2``);
+    ``forward(x, conv)`` is ``x + res_scale * conv2(relu(conv1(x)))`` with the model's ``conv``
+    (fused or stock), so that a block is a whole FSDP unit."""
 
     def __init__(self, feats, res_scale):
         super().__init__()
         self.body = torch.nn.Sequential(_conv(feats, feats), torch.nn.ReLU(True), _conv(feats, feats))
         self.res_scale = res_scale
+
+    def forward(self, x, conv):
+        h = conv(x, self.body[0], relu=True)
+        return conv(h, self.body[2], residual=x, scale=self.res_scale)
 
 
 class EDSR(Model):
@@ -83,13 +89,16 @@ class EDSR(Model):
             up += [_conv(n_feats, mult * n_feats), torch.nn.PixelShuffle(r)]
         self.tail = torch.nn.Sequential(torch.nn.Sequential(*up), _conv(n_feats, 3))
 
+    def shard_units(self):
+        """The residual blocks (FSDP2 units; see :meth:`Model.shard_units`)."""
+        return list(self.body[:-1])
+
     def forward(self, x):
         x = self.conv(x, self.sub_mean)
         x = self.conv(x, self.head[0])
         res = x
         for block in self.body[:-1]:
-            h = self.conv(res, block.body[0], relu=True)
-            res = self.conv(h, block.body[2], residual=res, scale=block.res_scale)
+            res = block(res, self.conv)
         res = self.conv(res, self.body[-1], residual=x)  # the global skip
         up = self.tail[0]
         for i in range(0, len(up), 2):

@@ -101,6 +101,7 @@ class FCN(Model):
         """upscore(coarse) + crop(score_<name>(scale * pool), offset)."""
         score, off, scale = getattr(self, f"score_{name}"), SKIP_CROP[name], self.skip_scale[name]
         if self.fused and not up.weight.requires_grad:
+            score = self._weights_of(score)
             return functional.fcn_skip(coarse, pool, factor=up.stride[0], offset=off,
                                        skip_scale=scale, score_weight=score.weight,
                                        score_bias=score.bias, backend=self.backend)

@@ -105,6 +105,10 @@ class SegNet(Model):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def shard_units(self):
+        """The encoder and decoder stages (FSDP2 units; see :meth:`Model.shard_units`)."""
+        return list(self.encoder) + list(self.decoder)
+
     def forward(self, x):
         sizes, indices = [], []
         for stage in self.encoder:

@@ -103,6 +103,7 @@ bench: build
 bench-quick: build
 	$(PY) -m benchmarks --quick --out build/bench
 	$(PY) -m benchmarks.clients --quick --out build/bench
+	$(PY) -m benchmarks.models --ddp --quick --models edsr_baseline_x4 --device cpu --out build/bench
 
 # The models people already have (segmentation-models-pytorch, torchvision), stock vs pydense:
 # CPU results under benchmarks/results/cpu-x86_64/clients.csv (about 11 min on 2 cores)

@@ -1,4 +1,5 @@
-"""Model benchmarks: ``python -m benchmarks.models [--quick] [--models fcn8s,...] [--out DIR]``.
+"""Model benchmarks: ``python -m benchmarks.models [--quick] [--models fcn8s,...] [--out DIR]``;
+``--ddp [--nproc N]``: the training steps' data-parallel scaling under torchrun (``benchmarks.ddp``).
 
 For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 48x48 LR patches
 batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
@@ -169,6 +170,11 @@ _fmt = common.cell_formatter({"median_ms": "{:.4g}", "images/s": "{:.4g}", "peak
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--ddp" in argv:  # data-parallel scaling: benchmarks.ddp
+        from . import ddp
+
+        return ddp.main([a for a in argv if a != "--ddp"])
     return common.model_cli(argv, __doc__, "python -m benchmarks.models", "pydense model benchmarks",
                             "models.csv", run, COLUMNS, _fmt, "small sizes, fp32 (CPU / CI smoke run)",
                             "comma-separated model names (default: all)")

@@ -256,3 +256,28 @@ def test_clients_compiled_providers(tmp_path):
     assert [r["provider"] for r in rows] == list(clients.PROVIDERS)
     assert all(r["check"] == "ok" and r["median_ms"] > 0 for r in rows), rows
     assert rows[-1]["notes"] == "fused: none" and rows[-1]["patched"] == 11
+
+
+def test_ddp_expected_scaling_model():
+    """benchmarks.ddp's expected scaling: the step's FLOPs counted on the meta device (forward +
+    backward: about 3x the forward's), the gradient bytes the trainable parameters', the ring
+    all-reduce 2 (N - 1) / N of them over the bus bandwidth, efficiencies in (0, 1]."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks import ddp
+    from pydense import models
+
+    (name, factory, kwargs, shape, _, kind), = [c for c in ddp._train_cases(False, torch.device("cuda"), None)
+                                                if c[0] == "edsr_baseline_x4"]
+    flops, grad = ddp.step_flops(factory, kwargs, shape, kind)
+    with torch.device("meta"), FlopCounterMode(display=False) as fwd:
+        factory(**kwargs, backend="torch")(torch.randn(shape))
+    assert 2.5 * fwd.get_total_flops() < flops < 3.5 * fwd.get_total_flops()
+    assert grad == 4 * models.parameter_count(models.edsr_baseline(scale=4), trainable_only=True)
+    rows = [r for r in ddp.expected({"edsr_baseline_x4"})]
+    assert {r["gpus"] for r in rows} == {8, 16, 64}
+    for r in rows:
+        bus = ddp.NVLINK_BUS_GBS if r["gpus"] == 8 else ddp.IB_BUS_GBS
+        assert r["allreduce_ms"] == pytest.approx(2 * (r["gpus"] - 1) / r["gpus"] * grad / (bus * 1e9) * 1e3)
+        assert 0 < r["efficiency_no_overlap"] <= r["efficiency_overlap"] <= 1

@@ -28,6 +28,8 @@ def _model(name, backend="cpu"):
         return pydense.models.fcn8s(num_classes=5, backend=backend)
     if name == "segnet":
         return pydense.models.segnet(num_classes=5, backend=backend)
+    if name == "context":  # the dilated context module (large), its output as class scores
+        return pydense.models.context_module(5, kind="large", padding="same", backend=backend)
     return pydense.models.edsr_baseline(scale=2, backend=backend)
 
 
@@ -38,7 +40,7 @@ def _batch(name):
         lr = torch.rand(2 * WORLD, 3, 12, 10, generator=g) * 255
         return lr, torch.rand(2 * WORLD, 3, 24, 20, generator=g) * 255
     size = (24, 20) if name == "fcn8s" else (32, 32)
-    x = torch.randn(2 * WORLD, 3, *size, generator=g)
+    x = torch.randn(2 * WORLD, 5 if name == "context" else 3, *size, generator=g)
     t = torch.randint(0, 5, (2 * WORLD, *size), generator=g)
     t[:, :3, :4] = 255  # VOC's void label
     return x, t
@@ -101,6 +103,7 @@ def _rank_step(rank, world, name, wrap, compile_backend, autocast):
 CASES = [("fcn8s", "ddp", None, False), ("fcn8s", "fsdp2", None, False),
          ("segnet", "ddp", None, False), ("segnet", "fsdp2", None, False),
          ("edsr", "ddp", None, False), ("edsr", "fsdp2", None, False),
+         ("context", "ddp", None, False), ("context", "fsdp2", None, False),
          ("edsr", "ddp", "aot_eager", False), ("edsr", "fsdp2", "aot_eager", False),
          ("segnet", "ddp", None, True), ("edsr", "fsdp2", None, True)]
 

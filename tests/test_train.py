@@ -12,6 +12,8 @@ import torch
 
 from pydense import train
 
+from helpers import requires_cuda
+
 PIL = pytest.importorskip("PIL")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +110,8 @@ def test_sr_loss_falls_and_reports_psnr_ssim(tmp_path):
     out = str(tmp_path / "run")
     assert train.main(["--model", "edsr_baseline", "--scale", "2", "--data", data, "--val-data", val,
                        "--crop", "12", "--batch-size", "4", "--steps", "12", "--lr", "1e-3",
-                       "--log-every", "1", "--workers", "0", "--device", "cpu", "--out", out]) == 0
+                       "--log-every", "1", "--workers", "0", "--device", "cpu", "--deterministic",
+                       "--out", out]) == 0
     log = _log(out)
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < 0.7 * losses[0], losses
@@ -151,3 +154,23 @@ def test_bad_arguments(tmp_path, capsys):
     assert "--batch-size must be positive" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no SegmentationClass/ folder"):
         train.main(["--model", "segnet", "--data", str(tmp_path), "--device", "cpu"])
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("model", ["fcn8s", "segnet"])
+def test_deterministic_training_on_cuda_repeats_bit_for_bit(tmp_path, model):
+    """--deterministic on the GPU: pydense's ops (the bilinear deconvolutions and FCN skips,
+    max-unpooling, the convolutions' backward) run under torch.use_deterministic_algorithms(True),
+    and two runs end with the same parameters, bit for bit."""
+    data = make_voc(str(tmp_path / "voc"), n=12, size=36)
+    outs = []
+    for run in ("a", "b"):
+        out = str(tmp_path / run)
+        args = ["--model", model, "--num-classes", "3", "--crop", "32", "--batch-size", "2",
+                "--steps", "3", "--workers", "0", "--device", "cuda", "--deterministic", "--amp",
+                "bf16", "--channels-last", "--no-eval", "--data", data, "--out", out]
+        assert train.main(args) == 0
+        outs.append(torch.load(os.path.join(out, "last.pt"), weights_only=False)["model"])
+    for k, v in outs[0].items():
+        assert torch.equal(v, outs[1][k]), k

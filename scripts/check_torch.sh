@@ -31,7 +31,7 @@ fi
 # setuptools>=77: pyproject's SPDX license (a venv's bundled setuptools may be older).
 # numpy<2.4: triton 3.6's interpreter fails with numpy >= 2.4 on kernels with runtime loops.
 "$PY" -m pip install -q "torch==$V" "setuptools>=77" wheel ninja pytest hypothesis expecttest \
-  "numpy<2.4" 2>&1 | { grep -v "^WARNING: Location" || true; }
+  "numpy<2.4" pillow 2>&1 | { grep -v "^WARNING: Location" || true; }
 "$PY" -c "import torch, triton, setuptools; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '| triton', triton.__version__, '| setuptools', setuptools.__version__)"
 done_step venv
 
@@ -67,7 +67,10 @@ done_step ops
 
 step "smoke tests under torch $V"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_package.py tests/test_pixel_shuffle.py \
-  tests/test_auto_cpu.py tests/test_fusion.py tests/test_explain.py \
+  tests/test_auto_cpu.py tests/test_fusion.py tests/test_explain.py tests/test_distributed.py \
+  2>&1 | tail -n 15 || status=1
+# DDP and FSDP2 (torch.distributed's APIs of that version) on two gloo processes
+"$PY" -m pytest -q -p no:cacheprovider tests/test_distributed_training.py -k "edsr and eager and not bf16" \
   2>&1 | tail -n 15 || status=1
 done_step smoke
 

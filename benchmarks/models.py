@@ -3,7 +3,9 @@
 
 For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 48x48 LR patches
 batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
-360x480 batch 4, with int64 and with compact uint8 pooling indices: compare their peak memory) it compares, side by side, in one run:
+360x480 batch 4, with int64 and with compact uint8 pooling indices: compare their peak memory,
+U-Net on the paper's 572x572 tile and the padded form at 4x512x512) it compares, side by side, in
+one run:
 
 * "pydense": the model with ``backend="auto"`` (fused pydense ops, each on its tuned backend),
 * "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
@@ -45,9 +47,14 @@ def _cases(quick, device):
         cases.append(("segnet", models.segnet, {}, (4, 3, 360, 480), ("infer", "train"), "seg"))
         cases.append(("segnet_compact", models.segnet, {"compact_indices": True}, (4, 3, 360, 480),
                       ("infer", "train"), "seg"))
+        cases.append(("unet", models.unet, {}, (1, 1, 572, 572), ("infer", "train"), "seg"))
+        cases.append(("unet_padded", models.unet, {"in_channels": 3, "variant": "padded"},
+                      (4, 3, 512, 512), ("infer", "train"), "seg"))
     else:  # CPU / CI smoke: small sizes
         cases.append(("edsr_baseline_x4", models.edsr_baseline, {"scale": 4}, (1, 3, 16, 16), ("infer", "train"), "sr"))
         cases.append(("context_basic", models.context_module, {"kind": "basic"}, (1, 21, 24, 24), ("infer", "train"), "seg"))
+        cases.append(("unet_padded", models.unet, {"in_channels": 3, "variant": "padded"},
+                      (1, 3, 32, 32), ("infer", "train"), "seg"))
         if not quick:
             cases.append(("fcn8s", models.fcn8s, {}, (1, 3, 128, 128), ("infer",), "seg"))
     return cases

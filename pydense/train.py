@@ -10,7 +10,7 @@ process or on N under ``torchrun`` (one node or many), the same command either w
 
 Data (``--data``, ``--val-data``):
 
-* segmentation (FCN, SegNet, Dilation8): a VOC-style folder, ``JPEGImages/<name>.jpg`` (or .png)
+* segmentation (FCN, SegNet, Dilation8, U-Net in its padded form): a VOC-style folder, ``JPEGImages/<name>.jpg`` (or .png)
   and ``SegmentationClass/<name>.png`` (class indices, palette or grey; 255 = ignore), the names
   from ``ImageSets/Segmentation/<split>.txt`` when it exists (``--split`` / ``--val-split``, default
   train / val; ``--val-data`` defaults to ``--data``), else every label PNG. Training crops:
@@ -54,7 +54,7 @@ __all__ = ["main", "SegmentationFolder", "SRFolder", "MODELS"]
 
 # model name -> task ("seg" or "sr")
 MODELS = {"fcn32s": "seg", "fcn16s": "seg", "fcn8s": "seg", "segnet": "seg", "dilation8": "seg",
-          "edsr_baseline": "sr", "edsr": "sr"}
+          "unet": "seg", "edsr_baseline": "sr", "edsr": "sr"}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 IGNORE = 255
@@ -214,6 +214,8 @@ class _Shard(torch.utils.data.Sampler):
 
 def build_model(args):
     kwargs = {"backend": args.backend}
+    if args.model == "unet":  # the padded form (same-size output) on RGB images
+        kwargs.update(in_channels=3, variant="padded")
     if MODELS[args.model] == "seg":
         kwargs["num_classes"] = args.num_classes
     else:

@@ -28,6 +28,8 @@ def _model(name, backend="cpu"):
         return pydense.models.fcn8s(num_classes=5, backend=backend)
     if name == "segnet":
         return pydense.models.segnet(num_classes=5, backend=backend)
+    if name == "unet":  # the padded form: BatchNorm, bilinear steps on upsample_concat
+        return pydense.models.unet(3, 5, "padded", backend=backend)
     if name == "context":  # the dilated context module (large), its output as class scores
         return pydense.models.context_module(5, kind="large", padding="same", backend=backend)
     return pydense.models.edsr_baseline(scale=2, backend=backend)
@@ -104,6 +106,7 @@ CASES = [("fcn8s", "ddp", None, False), ("fcn8s", "fsdp2", None, False),
          ("segnet", "ddp", None, False), ("segnet", "fsdp2", None, False),
          ("edsr", "ddp", None, False), ("edsr", "fsdp2", None, False),
          ("context", "ddp", None, False), ("context", "fsdp2", None, False),
+         ("unet", "ddp", None, False), ("unet", "fsdp2", None, False),
          ("edsr", "ddp", "aot_eager", False), ("edsr", "fsdp2", "aot_eager", False),
          ("segnet", "ddp", None, True), ("edsr", "fsdp2", None, True)]
 

@@ -18,7 +18,8 @@ from .dilation import (ContextModule, Dilation8, DilationFrontend, context_modul
 from .edsr import EDSR, edsr, edsr_baseline
 from .fcn import FCN, fcn8s, fcn16s, fcn32s
 from .segnet import SegNet, segnet
+from .unet import UNet, unet
 
 __all__ = ["BACKENDS", "parameter_count", "ContextModule", "Dilation8", "DilationFrontend",
            "context_module", "dilation8", "dilation_frontend", "pad_image", "EDSR", "edsr",
-           "edsr_baseline", "FCN", "fcn8s", "fcn16s", "fcn32s", "SegNet", "segnet"]
+           "edsr_baseline", "FCN", "fcn8s", "fcn16s", "fcn32s", "SegNet", "segnet", "UNet", "unet"]

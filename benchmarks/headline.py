@@ -7,8 +7,9 @@ Per op (``CASES``: the REFERENCE section-5 shape where it has one), bf16 and fp3
 directions "fwd" and "fwd+bwd" ("fwd" only for the metrics): every pydense backend vs "aten"
 (eager ATen / cuDNN) vs "compile" (``torch.compile``, default mode), through the same harness as
 the full suite (``benchmarks.common``: oracle check first, ``do_bench`` medians, GB/s and the
-roofline fraction). Then ``MODELS``: one FCN-8s 500x500 inference (batch 1) and one SegNet
-360x480 training step (batch 4), bf16 autocast, channels_last: pydense vs eager vs
+roofline fraction). Then ``MODELS``: one FCN-8s 500x500 inference (batch 1), one SegNet
+360x480 training step (batch 4) and one padded U-Net 512x512 training step (batch 4), bf16
+autocast, channels_last: pydense vs eager vs
 ``torch.compile`` (default mode). Then ``CLIENTS``: the models people already have
 (``benchmarks.clients``: torchvision's deeplabv3_resnet50, and segmentation-models-pytorch's
 Unet and DeepLabV3Plus where it is installed), inference, fp32, channels_last: stock vs
@@ -59,9 +60,13 @@ QUICK_CASES = {"conv2d": "context-c21-d4"}
 # (name, factory, kwargs, input shape, modes, loss kind) as benchmarks.models._cases gives them;
 # quick/CPU: the same models at a few pixels.
 MODELS = [("fcn8s", zoo.fcn8s, {}, (1, 3, 500, 500), ("infer",), "seg"),
-          ("segnet", zoo.segnet, {}, (4, 3, 360, 480), ("train",), "seg")]
+          ("segnet", zoo.segnet, {}, (4, 3, 360, 480), ("train",), "seg"),
+          ("unet_padded", zoo.unet, {"in_channels": 3, "variant": "padded"}, (4, 3, 512, 512),
+           ("train",), "seg")]
 QUICK_MODELS = [("fcn8s", zoo.fcn8s, {}, (1, 3, 16, 16), ("infer",), "seg"),
-                ("segnet", zoo.segnet, {}, (1, 3, 32, 32), ("train",), "seg")]
+                ("segnet", zoo.segnet, {}, (1, 3, 32, 32), ("train",), "seg"),
+                ("unet_padded", zoo.unet, {"in_channels": 3, "variant": "padded"}, (1, 3, 32, 32),
+                 ("train",), "seg")]
 # benchmarks.clients' models (those it cannot import are listed as not run), inference only
 CLIENTS = ("tv_deeplabv3_resnet50", "smp_unet_resnet34", "smp_deeplabv3plus_resnet34")
 DIRECTIONS = ("fwd", "fwd+bwd")
@@ -259,7 +264,7 @@ def main(argv=None):
     todo = todo[k - 1::n]
     if args.list:
         for e in todo:
-            label = {"models": "fcn8s infer + segnet train", "clients": " + ".join(CLIENTS) + " infer"}
+            label = {"models": "fcn8s infer + segnet train + unet_padded train", "clients": " + ".join(CLIENTS) + " infer"}
             print(e.op, common.dtype_name(e.dtype), e.case.name if e.case else label[e.kind])
         return 0
     start = time.perf_counter()

@@ -4,8 +4,8 @@
 For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 48x48 LR patches
 batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
 360x480 batch 4, with int64 and with compact uint8 pooling indices: compare their peak memory,
-U-Net on the paper's 572x572 tile and the padded form at 4x512x512) it compares, side by side, in
-one run:
+U-Net on the paper's 572x572 tile and the padded form at 4x512x512, DeepLabv3+ (ResNet-50) at
+513x513, output stride 16 batch 8 and 8 batch 1) it compares, side by side, in one run:
 
 * "pydense": the model with ``backend="auto"`` (fused pydense ops, each on its tuned backend),
 * "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
@@ -48,6 +48,10 @@ def _cases(quick, device):
         cases.append(("segnet_compact", models.segnet, {"compact_indices": True}, (4, 3, 360, 480),
                       ("infer", "train"), "seg"))
         cases.append(("unet", models.unet, {}, (1, 1, 572, 572), ("infer", "train"), "seg"))
+        cases.append(("deeplabv3plus_os16", models.deeplabv3plus, {}, (8, 3, 513, 513),
+                      ("infer", "train"), "seg"))
+        cases.append(("deeplabv3plus_os8", models.deeplabv3plus, {"output_stride": 8}, (1, 3, 513, 513),
+                      ("infer",), "seg"))
         cases.append(("unet_padded", models.unet, {"in_channels": 3, "variant": "padded"},
                       (4, 3, 512, 512), ("infer", "train"), "seg"))
     else:  # CPU / CI smoke: small sizes

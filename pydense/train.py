@@ -10,7 +10,7 @@ process or on N under ``torchrun`` (one node or many), the same command either w
 
 Data (``--data``, ``--val-data``):
 
-* segmentation (FCN, SegNet, Dilation8, U-Net in its padded form): a VOC-style folder, ``JPEGImages/<name>.jpg`` (or .png)
+* segmentation (FCN, SegNet, Dilation8, U-Net in its padded form, DeepLabv3+): a VOC-style folder, ``JPEGImages/<name>.jpg`` (or .png)
   and ``SegmentationClass/<name>.png`` (class indices, palette or grey; 255 = ignore), the names
   from ``ImageSets/Segmentation/<split>.txt`` when it exists (``--split`` / ``--val-split``, default
   train / val; ``--val-data`` defaults to ``--data``), else every label PNG. Training crops:
@@ -54,7 +54,7 @@ __all__ = ["main", "SegmentationFolder", "SRFolder", "MODELS"]
 
 # model name -> task ("seg" or "sr")
 MODELS = {"fcn32s": "seg", "fcn16s": "seg", "fcn8s": "seg", "segnet": "seg", "dilation8": "seg",
-          "unet": "seg", "edsr_baseline": "sr", "edsr": "sr"}
+          "unet": "seg", "deeplabv3plus": "seg", "edsr_baseline": "sr", "edsr": "sr"}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 IGNORE = 255

@@ -13,6 +13,7 @@ older spellings still work, with a DeprecationWarning: ``backend="pydense"`` is 
     torch.Size([1, 3, 48, 48])
 """
 from ._layers import BACKENDS, parameter_count
+from .deeplab import DeepLabV3Plus, deeplabv3plus
 from .dilation import (ContextModule, Dilation8, DilationFrontend, context_module, dilation8,
                        dilation_frontend, pad_image)
 from .edsr import EDSR, edsr, edsr_baseline
@@ -22,4 +23,4 @@ from .unet import UNet, unet
 
 __all__ = ["BACKENDS", "parameter_count", "ContextModule", "Dilation8", "DilationFrontend",
            "context_module", "dilation8", "dilation_frontend", "pad_image", "EDSR", "edsr",
-           "edsr_baseline", "FCN", "fcn8s", "fcn16s", "fcn32s", "SegNet", "segnet", "UNet", "unet"]
+           "edsr_baseline", "FCN", "fcn8s", "fcn16s", "fcn32s", "SegNet", "segnet", "UNet", "unet", "DeepLabV3Plus", "deeplabv3plus"]

@@ -5,7 +5,9 @@ For each model case (REFERENCE shapes: FCN-8s 500x500 batch 1 and 8, EDSR x4 on 
 batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deploy size, SegNet
 360x480 batch 4, with int64 and with compact uint8 pooling indices: compare their peak memory,
 U-Net on the paper's 572x572 tile and the padded form at 4x512x512, DeepLabv3+ (ResNet-50) at
-513x513, output stride 16 batch 8 and 8 batch 1) it compares, side by side, in one run:
+513x513, output stride 16 batch 8 and 8 batch 1, DnCNN on the paper's 128 x 40x40 training
+patches and a 481x321 BSD68 image, the See-in-the-Dark U-Net on a 512x512 packed patch and a
+full 1424x2128 packed Sony frame) it compares, side by side, in one run:
 
 * "pydense": the model with ``backend="auto"`` (fused pydense ops, each on its tuned backend),
 * "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
@@ -52,6 +54,10 @@ def _cases(quick, device):
                       ("infer", "train"), "seg"))
         cases.append(("deeplabv3plus_os8", models.deeplabv3plus, {"output_stride": 8}, (1, 3, 513, 513),
                       ("infer",), "seg"))
+        cases.append(("dncnn", models.dncnn, {}, (128, 1, 40, 40), ("train",), "sr"))
+        cases.append(("dncnn", models.dncnn, {}, (1, 1, 481, 321), ("infer",), "sr"))
+        cases.append(("see_in_the_dark", models.see_in_the_dark, {}, (1, 4, 512, 512), ("train",), "sr"))
+        cases.append(("see_in_the_dark", models.see_in_the_dark, {}, (1, 4, 1424, 2128), ("infer",), "sr"))
         cases.append(("unet_padded", models.unet, {"in_channels": 3, "variant": "padded"},
                       (4, 3, 512, 512), ("infer", "train"), "seg"))
     else:  # CPU / CI smoke: small sizes

@@ -205,6 +205,8 @@ ALL_MODELS = {
     "SegNet": on_meta(models.SegNet, 3),
     "UNet": on_meta(models.UNet, 3, 2, "padded"),
     "DeepLabV3Plus": on_meta(models.DeepLabV3Plus, 3),
+    "DnCNN": on_meta(models.DnCNN),
+    "SeeInTheDark": on_meta(models.SeeInTheDark),
 }
 
 
@@ -234,7 +236,7 @@ def test_deprecated_backend_spellings(name):
         model = ALL_MODELS[name](backend="pydense")
     assert model.backend == "auto" and model.fused
     assert all(w.filename == __file__ for w in rec)
-    if name in ("SegNet", "UNet", "DeepLabV3Plus"):  # they never had op_backend
+    if name in ("SegNet", "UNet", "DeepLabV3Plus", "DnCNN", "SeeInTheDark"):  # never had op_backend
         with pytest.raises(TypeError, match="op_backend"):
             ALL_MODELS[name](op_backend="cpu")
         return

@@ -11,6 +11,7 @@ TORCHVISION_VERSION ?= 0.29.1
 # the patching tests and benchmarks.clients use
 SMP_VERSION ?= 0.6.0
 TORCHMETRICS_VERSION ?= 1.9.0
+SKIMAGE_VERSION ?= 0.26.0
 export MAX_JOBS ?= 2
 
 .PHONY: all venv build test bench bench-quick bench-clients gpu-check gpu-check-dry wheel check-torch clean
@@ -22,7 +23,7 @@ $(VENV)/.deps-stamp:
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
 		setuptools wheel ninja pytest pytest-benchmark pytest-xdist pytest-timeout hypothesis numpy \
 		expecttest pillow tqdm "segmentation-models-pytorch==$(SMP_VERSION)" \
-		"torchmetrics==$(TORCHMETRICS_VERSION)"
+		"torchmetrics==$(TORCHMETRICS_VERSION)" "scikit-image==$(SKIMAGE_VERSION)"
 	touch $@
 
 venv: $(VENV)/.deps-stamp

@@ -89,3 +89,23 @@ def test_bad_arguments():
         models.dncnn(depth=2)
     with pytest.raises(ValueError, match="backend"):
         models.see_in_the_dark(backend="cudnn")
+
+
+def test_restoration_demo_runs(tmp_path):
+    """examples/restoration_demo.py end to end for a few seconds (its numbers come from longer
+    runs, in the README): both PNGs and the results."""
+    pytest.importorskip("skimage")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, os.path.join(root, "examples", "restoration_demo.py"),
+                          "--minutes", "0.02", "--out", str(tmp_path), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "results.json").read_text())
+    assert out["edsr_x2"]["steps"] >= 1 and 25 < out["edsr_x2"]["psnr_bicubic"] < 45
+    assert 19 < out["dncnn_sigma25"]["psnr_noisy"] < 22  # sigma 25 on 0..255: about 20.2 dB
+    assert (tmp_path / "edsr_x2.png").is_file() and (tmp_path / "dncnn_sigma25.png").is_file()

@@ -105,13 +105,14 @@ def test_resume_is_bit_for_bit(tmp_path):
 
 
 def test_sr_loss_falls_and_reports_psnr_ssim(tmp_path):
+    """EDSR from an HR folder, compiled (aot_eager on CPU) and in deterministic mode."""
     data = make_hr(str(tmp_path / "hr"))
     val = make_hr(str(tmp_path / "val"), n=3, seed=1)
     out = str(tmp_path / "run")
     assert train.main(["--model", "edsr_baseline", "--scale", "2", "--data", data, "--val-data", val,
                        "--crop", "12", "--batch-size", "4", "--steps", "12", "--lr", "1e-3",
                        "--log-every", "1", "--workers", "0", "--device", "cpu", "--deterministic",
-                       "--out", out]) == 0
+                       "--compile", "--compile-backend", "aot_eager", "--out", out]) == 0
     log = _log(out)
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < 0.7 * losses[0], losses

@@ -7,7 +7,8 @@ batch 16 (training) and a 256x256 LR image (inference), Dilation8 at VOC's deplo
 U-Net on the paper's 572x572 tile and the padded form at 4x512x512, DeepLabv3+ (ResNet-50) at
 513x513, output stride 16 batch 8 and 8 batch 1, DnCNN on the paper's 128 x 40x40 training
 patches and a 481x321 BSD68 image, the See-in-the-Dark U-Net on a 512x512 packed patch and a
-full 1424x2128 packed Sony frame) it compares, side by side, in one run:
+full 1424x2128 packed Sony frame, Panoptic FPN's semantic branch (ResNet-50-FPN) on two
+800x1344 COCO-sized images) it compares, side by side, in one run:
 
 * "pydense": the model with ``backend="auto"`` (fused pydense ops, each on its tuned backend),
 * "eager": the same state_dict with ``backend="torch"`` (stock PyTorch; cuDNN on GPU),
@@ -58,6 +59,7 @@ def _cases(quick, device):
         cases.append(("dncnn", models.dncnn, {}, (1, 1, 481, 321), ("infer",), "sr"))
         cases.append(("see_in_the_dark", models.see_in_the_dark, {}, (1, 4, 512, 512), ("train",), "sr"))
         cases.append(("see_in_the_dark", models.see_in_the_dark, {}, (1, 4, 1424, 2128), ("infer",), "sr"))
+        cases.append(("panoptic_fpn", models.panoptic_fpn, {}, (2, 3, 800, 1344), ("infer", "train"), "seg"))
         cases.append(("unet_padded", models.unet, {"in_channels": 3, "variant": "padded"},
                       (4, 3, 512, 512), ("infer", "train"), "seg"))
     else:  # CPU / CI smoke: small sizes

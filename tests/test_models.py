@@ -207,6 +207,7 @@ ALL_MODELS = {
     "DeepLabV3Plus": on_meta(models.DeepLabV3Plus, 3),
     "DnCNN": on_meta(models.DnCNN),
     "SeeInTheDark": on_meta(models.SeeInTheDark),
+    "PanopticFPN": on_meta(models.PanopticFPN, 4),
 }
 
 
@@ -236,7 +237,7 @@ def test_deprecated_backend_spellings(name):
         model = ALL_MODELS[name](backend="pydense")
     assert model.backend == "auto" and model.fused
     assert all(w.filename == __file__ for w in rec)
-    if name in ("SegNet", "UNet", "DeepLabV3Plus", "DnCNN", "SeeInTheDark"):  # never had op_backend
+    if name in ("SegNet", "UNet", "DeepLabV3Plus", "DnCNN", "SeeInTheDark", "PanopticFPN"):  # new
         with pytest.raises(TypeError, match="op_backend"):
             ALL_MODELS[name](op_backend="cpu")
         return

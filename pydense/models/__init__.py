@@ -18,10 +18,11 @@ from .dilation import (ContextModule, Dilation8, DilationFrontend, context_modul
                        dilation_frontend, pad_image)
 from .edsr import EDSR, edsr, edsr_baseline
 from .fcn import FCN, fcn8s, fcn16s, fcn32s
+from .panoptic_fpn import PanopticFPN, panoptic_fpn
 from .restoration import DnCNN, SeeInTheDark, dncnn, see_in_the_dark
 from .segnet import SegNet, segnet
 from .unet import UNet, unet
 
 __all__ = ["BACKENDS", "parameter_count", "ContextModule", "Dilation8", "DilationFrontend",
            "context_module", "dilation8", "dilation_frontend", "pad_image", "EDSR", "edsr",
-           "edsr_baseline", "FCN", "fcn8s", "fcn16s", "fcn32s", "SegNet", "segnet", "UNet", "unet", "DeepLabV3Plus", "deeplabv3plus", "DnCNN", "dncnn", "SeeInTheDark", "see_in_the_dark"]
+           "edsr_baseline", "FCN", "fcn8s", "fcn16s", "fcn32s", "SegNet", "segnet", "UNet", "unet", "DeepLabV3Plus", "deeplabv3plus", "DnCNN", "dncnn", "SeeInTheDark", "see_in_the_dark", "PanopticFPN", "panoptic_fpn"]

@@ -2,7 +2,8 @@
 Separable Convolution for Semantic Image Segmentation"), on a ResNet backbone built here.
 
 * Backbone: ResNet-50 / 101 with torchvision's layout and parameter names (its state_dicts load,
-  and its ``replace_stride_with_dilation`` semantics): at output stride 16 the last stage's stride
+  and its ``replace_stride_with_dilation`` semantics; output stride 32 is the plain ResNet, as
+  Panoptic FPN uses it): at output stride 16 the last stage's stride
   becomes dilation 2, at 8 the last two stages' strides become dilations 2 and 4. Optional
   multi-grid (DeepLabv3: (1, 2, 4) in the last stage).
 * ASPP, as the paper's reference code (TensorFlow ``deeplab/model.py``) builds it: a 1x1 branch,
@@ -70,9 +71,10 @@ class ResNet(nn.Module):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"ResNet: depth must be one of {tuple(DEPTHS)}, got {depth!r}")
-        if output_stride not in RATES:
-            raise ValueError(f"ResNet: output_stride must be 16 or 8, got {output_stride!r}")
-        dilate = (False, False, True) if output_stride == 16 else (False, True, True)
+        dilations = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+        if output_stride not in dilations:
+            raise ValueError(f"ResNet: output_stride must be 32, 16 or 8, got {output_stride!r}")
+        dilate = dilations[output_stride]
         self.conv1 = conv(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)

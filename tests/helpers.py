@@ -67,9 +67,9 @@ def backend_params():
     return params
 
 
-def check_compile_fullgraph(model, x, compiler="aot_eager"):
+def check_compile_fullgraph(model, x, compiler="aot_eager", **tol):
     """torch.compile(fullgraph=True) of ``model``: one graph, no breaks, and the eager output and
-    input gradient (``x`` must require grad)."""
+    input gradient (``x`` must require grad; ``tol``: assert_close's rtol / atol)."""
     eager = model(x)
     eager.sum().backward()
     grad = x.grad.clone()
@@ -79,8 +79,25 @@ def check_compile_fullgraph(model, x, compiler="aot_eager"):
     assert explain.graph_break_count == 0 and explain.graph_count == 1
     out = torch.compile(model, fullgraph=True, backend=compiler)(x)
     out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(x.grad, grad)
+    torch.testing.assert_close(out, eager, **tol)
+    torch.testing.assert_close(x.grad, grad, **tol)
+
+
+def check_model_gradients(model, reference, x, tol=1e-9, seed=None):
+    """Gradients of ``sum(model(x)^2)`` w.r.t. ``x`` and every parameter equal ``reference``'s
+    (the same state_dict), in float64 and train mode: train-mode BatchNorm over small maps at
+    initialisation amplifies fp32 rounding past any useful tolerance. ``seed``: set before each
+    forward (the same dropout masks). Tolerance: ``tol`` relative to each gradient's magnitude."""
+    grads = []
+    for m in (model, reference):
+        m = m.double().train()
+        xd = x.detach().double().requires_grad_()
+        if seed is not None:
+            torch.manual_seed(seed)
+        grads.append(torch.autograd.grad(m(xd).square().sum(), [xd, *m.parameters()]))
+    for a, b in zip(*grads):
+        scale = max(1.0, b.abs().max().item())
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * scale)
 
 
 def check_gradient_penalty(ours, ours_inputs, reference, reference_inputs, mask):

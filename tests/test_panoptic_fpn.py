@@ -12,7 +12,7 @@ import torch
 
 from pydense import models
 
-from helpers import PydenseOpCounter
+from helpers import PydenseOpCounter, check_compile_fullgraph, check_model_gradients
 
 
 def close(a, b, tol=1e-4):
@@ -48,11 +48,7 @@ def test_matches_torch_forward_and_backward(backend):
         out = m.eval()(x)
         assert out.shape == (2, 5, 64, 96)
         close(out, t.eval()(x))
-    m, t, x = m.double().train(), t.double().train(), x.double().requires_grad_()
-    g = torch.autograd.grad(m(x).square().sum(), [x, *m.parameters()])
-    g_ref = torch.autograd.grad(t(x).square().sum(), [x, *t.parameters()])
-    for a, b in zip(g, g_ref):
-        close(a, b, 1e-9)
+    check_model_gradients(m, t, x)
 
 
 def test_upsampling_on_pydense():
@@ -84,11 +80,8 @@ def test_compile_fullgraph_without_graph_breaks():
     torch.manual_seed(0)
     model = models.panoptic_fpn(4).eval()
     x = torch.randn(1, 3, 64, 64)
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    with torch.no_grad():
-        close(torch.compile(model, fullgraph=True, backend="aot_eager")(x), model(x))
+    # GroupNorm's decomposition under aot_eager rounds differently: 1e-4
+    check_compile_fullgraph(model, x.requires_grad_(), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_input():

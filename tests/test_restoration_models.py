@@ -6,7 +6,7 @@ import torch
 
 from pydense import models
 
-from helpers import PydenseOpCounter
+from helpers import PydenseOpCounter, check_compile_fullgraph, check_model_gradients
 
 
 def close(a, b, tol=1e-4):
@@ -39,12 +39,7 @@ def test_dncnn_matches_torch_and_is_residual(backend):
         ref = t.train()(y)
         close(m.train()(y), ref)
         close(t.dncnn(y), y - ref)  # residual learning: the stock layers predict the noise
-    # gradients in float64: 15 train-mode BatchNorms at initialisation amplify fp32 rounding
-    m, t, y = m.double(), t.double(), y.double().requires_grad_()
-    g = torch.autograd.grad(m(y).square().sum(), [y, *m.parameters()])
-    g_ref = torch.autograd.grad(t(y).square().sum(), [y, *t.parameters()])
-    for a, b in zip(g, g_ref):
-        close(a, b, 1e-9)
+    check_model_gradients(m, t, y)  # 15 train-mode BatchNorms at initialisation: float64
 
 
 @pytest.mark.parametrize("backend", ["cpu", "auto"])
@@ -77,11 +72,7 @@ def test_compile_fullgraph_without_graph_breaks(name):
     torch.manual_seed(0)
     model = getattr(models, name)().eval()
     x = torch.rand(1, 1 if name == "dncnn" else 4, 32, 32)
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    with torch.no_grad():
-        close(torch.compile(model, fullgraph=True, backend="aot_eager")(x), model(x))
+    check_compile_fullgraph(model, x.requires_grad_())
 
 
 def test_bad_arguments():

@@ -6,7 +6,7 @@ import torch
 
 from pydense import models
 
-from helpers import PydenseOpCounter
+from helpers import PydenseOpCounter, check_compile_fullgraph, check_model_gradients
 
 TOL = 1e-4
 
@@ -63,13 +63,7 @@ def test_padded_matches_torch_forward_and_backward(backend, bilinear, size):
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
         close(m.eval()(x), t.eval()(x))
-    # gradients in float64: train-mode BatchNorm over the 4x3 bottleneck amplifies fp32 rounding
-    m, t = m.double().train(), t.double().train()
-    x = x.double().requires_grad_()
-    g = torch.autograd.grad(m(x).square().sum(), [x, *m.parameters()])
-    g_ref = torch.autograd.grad(t(x).square().sum(), [x, *t.parameters()])
-    for a, b in zip(g, g_ref):
-        close(a, b, 1e-9)
+    check_model_gradients(m, t, x)  # BatchNorm over the 4x3 bottleneck: float64
 
 
 def test_state_dict_speaks_the_reference_layout():
@@ -108,11 +102,7 @@ def test_compile_fullgraph_without_graph_breaks(variant):
     torch.manual_seed(0)
     model = (models.unet(1, 2, "original") if variant == "original" else models.unet(3, 2, "padded")).eval()
     x = torch.randn(1, model.inc.double_conv[0].in_channels, 188 if variant == "original" else 32, 188 if variant == "original" else 48)
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(model)(x)
-    assert explain.graph_break_count == 0 and explain.graph_count == 1
-    with torch.no_grad():
-        close(torch.compile(model, fullgraph=True, backend="aot_eager")(x), model(x))
+    check_compile_fullgraph(model, x.requires_grad_())
 
 
 def test_bad_arguments():

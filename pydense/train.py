@@ -406,6 +406,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    was_deterministic, benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -418,6 +419,9 @@ def main(argv=None):
     finally:
         if started and pdist.is_distributed():
             torch.distributed.destroy_process_group()
+        # called from Python (main(argv)): leave the process's global settings as they were
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def train(args, device):
